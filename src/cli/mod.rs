@@ -1,0 +1,13 @@
+//! Command implementations. Each returns an [`Outcome`] or an error; `main`
+//! turns those into exit codes.
+
+pub mod session;
+
+/// How a command that did not fail ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Everything is fine: exit 0.
+    Ok,
+    /// The command worked and found a problem (e.g. a corrupt file): exit 1.
+    Finding,
+}

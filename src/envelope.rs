@@ -1,0 +1,839 @@
+//! The message envelope of FORMATS.md section 2: typed access to the common
+//! and per-topic fields, with unknown fields kept as raw MessagePack so they
+//! are written back byte for byte.
+
+use std::fmt;
+
+use crate::msgpack::{self, Cursor, DecodeError, Kind};
+
+/// The five topics of the Noise Engine bus.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Topic {
+    /// `noise.params`: every parameter change.
+    Params,
+    /// `noise.mod`: mod bus values.
+    Mod,
+    /// `noise.audio`: level meters.
+    Audio,
+    /// `noise.events`: sparse events.
+    Events,
+    /// `noise.state`: full state per key (compacted).
+    State,
+}
+
+impl Topic {
+    /// Every topic, in a stable order.
+    pub const ALL: [Topic; 5] = [
+        Topic::Params,
+        Topic::Mod,
+        Topic::Audio,
+        Topic::Events,
+        Topic::State,
+    ];
+
+    /// The Kafka topic name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Topic::Params => "noise.params",
+            Topic::Mod => "noise.mod",
+            Topic::Audio => "noise.audio",
+            Topic::Events => "noise.events",
+            Topic::State => "noise.state",
+        }
+    }
+
+    /// The topic with this Kafka name, if it is one of the five.
+    pub fn from_name(name: &str) -> Option<Topic> {
+        Self::from_name_bytes(name.as_bytes())
+    }
+
+    /// Like [`Topic::from_name`] on raw bytes (the session reader's hot path).
+    #[inline]
+    pub fn from_name_bytes(name: &[u8]) -> Option<Topic> {
+        match name {
+            b"noise.params" => Some(Topic::Params),
+            b"noise.mod" => Some(Topic::Mod),
+            b"noise.audio" => Some(Topic::Audio),
+            b"noise.events" => Some(Topic::Events),
+            b"noise.state" => Some(Topic::State),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Topic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Who caused a message; decides what is recorded and what replay republishes.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Actor {
+    /// A performer's hand on a control.
+    User,
+    /// A modulation source.
+    Mod,
+    /// A MIDI controller.
+    Midi,
+    /// A preset load.
+    Preset,
+    /// This project's player.
+    Replay,
+    /// Meters and other measurements.
+    Telemetry,
+    /// Any other actor, kept by name.
+    Other(String),
+}
+
+impl Actor {
+    /// The wire name.
+    pub fn as_str(&self) -> &str {
+        match self {
+            Actor::User => "user",
+            Actor::Mod => "mod",
+            Actor::Midi => "midi",
+            Actor::Preset => "preset",
+            Actor::Replay => "replay",
+            Actor::Telemetry => "telemetry",
+            Actor::Other(s) => s,
+        }
+    }
+
+    /// Parses a wire name.
+    pub fn from_bytes(b: &[u8]) -> Actor {
+        match ActorKind::from_bytes(b) {
+            ActorKind::User => Actor::User,
+            ActorKind::Mod => Actor::Mod,
+            ActorKind::Midi => Actor::Midi,
+            ActorKind::Preset => Actor::Preset,
+            ActorKind::Replay => Actor::Replay,
+            ActorKind::Telemetry => Actor::Telemetry,
+            ActorKind::Other | ActorKind::Missing => {
+                Actor::Other(String::from_utf8_lossy(b).into_owned())
+            }
+        }
+    }
+
+    /// The compact kind of this actor.
+    pub fn kind(&self) -> ActorKind {
+        ActorKind::from_bytes(self.as_str().as_bytes())
+    }
+
+    /// A recorder stores messages of this actor (FORMATS.md, actor rules).
+    pub fn is_recorded(&self) -> bool {
+        self.kind().is_recorded()
+    }
+
+    /// Replay republishes parameter changes of this actor.
+    pub fn is_replayed(&self) -> bool {
+        self.kind().is_replayed()
+    }
+}
+
+/// A one-byte actor classification for compact in-memory tables.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum ActorKind {
+    /// `user`
+    User,
+    /// `mod`
+    Mod,
+    /// `midi`
+    Midi,
+    /// `preset`
+    Preset,
+    /// `replay`
+    Replay,
+    /// `telemetry`
+    Telemetry,
+    /// any other name
+    Other,
+    /// no `actor` field
+    Missing,
+}
+
+impl ActorKind {
+    /// Classifies a wire name.
+    #[inline]
+    pub fn from_bytes(b: &[u8]) -> ActorKind {
+        match b {
+            b"user" => ActorKind::User,
+            b"mod" => ActorKind::Mod,
+            b"midi" => ActorKind::Midi,
+            b"preset" => ActorKind::Preset,
+            b"replay" => ActorKind::Replay,
+            b"telemetry" => ActorKind::Telemetry,
+            _ => ActorKind::Other,
+        }
+    }
+
+    /// A recorder stores it: everything but `replay` and `telemetry`.
+    pub fn is_recorded(self) -> bool {
+        !matches!(self, ActorKind::Replay | ActorKind::Telemetry)
+    }
+
+    /// Replay republishes it: only `user`.
+    pub fn is_replayed(self) -> bool {
+        self == ActorKind::User
+    }
+}
+
+/// The topic-specific part of an envelope.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Body {
+    /// `noise.params`
+    Param {
+        /// Canonical parameter path, e.g. `gen.1.cutoff`.
+        path: String,
+        /// Normalized 0..1 value, the authoritative one.
+        value: f64,
+        /// Derived value in real units, if the producer sent one (`None` when nil or absent).
+        value_mapped: Option<f64>,
+        /// Whether `value_mapped` was present on the wire (as nil or a number).
+        has_value_mapped: bool,
+    },
+    /// `noise.mod`
+    Mod {
+        /// `bus.N`
+        path: String,
+        /// N
+        bus: i64,
+        /// The bus output.
+        value: f64,
+        /// e.g. `lfo`, `sloth`.
+        source_type: Option<String>,
+    },
+    /// `noise.audio`
+    Audio {
+        /// The source, e.g. `gen.1`, `master`.
+        path: String,
+        /// Peak level.
+        peak: f64,
+        /// RMS level, if sent.
+        rms: Option<f64>,
+        /// Whether `rms` was present on the wire.
+        has_rms: bool,
+    },
+    /// `noise.events`: the event's own fields stay in [`Envelope::extra`].
+    Event {
+        /// Event type, e.g. `note_on`.
+        event_type: String,
+    },
+    /// `noise.state`
+    State {
+        /// State key, e.g. `preset`.
+        key: String,
+        /// The full state map, raw MessagePack.
+        state: RawValue,
+    },
+}
+
+/// A MessagePack value kept as its exact bytes.
+#[derive(Clone, PartialEq, Eq)]
+pub struct RawValue(pub Vec<u8>);
+
+impl RawValue {
+    /// Decodes the value for inspection.
+    pub fn decode(&self) -> Result<rmpv::Value, EnvelopeError> {
+        rmpv::decode::read_value(&mut &self.0[..]).map_err(|e| EnvelopeError::Field {
+            field: "extra value".into(),
+            reason: e.to_string(),
+        })
+    }
+
+    /// Encodes a value.
+    pub fn from_value(v: &rmpv::Value) -> RawValue {
+        let mut out = Vec::new();
+        rmpv::encode::write_value(&mut out, v).expect("writing to a Vec cannot fail");
+        RawValue(out)
+    }
+}
+
+impl fmt::Debug for RawValue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.decode() {
+            Ok(v) => write!(f, "{v}"),
+            Err(_) => write!(f, "<{} raw bytes>", self.0.len()),
+        }
+    }
+}
+
+/// Why a payload is not a valid envelope.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum EnvelopeError {
+    /// The bytes are not MessagePack, or end too early.
+    #[error("not valid MessagePack: {0}")]
+    Msgpack(#[from] DecodeError),
+    /// The payload is MessagePack but not a map.
+    #[error("payload is {0}, not a map")]
+    NotAMap(Kind),
+    /// A required field is absent.
+    #[error("missing field `{0}`")]
+    Missing(&'static str),
+    /// A field has the wrong type or value.
+    #[error("field `{field}`: {reason}")]
+    Field {
+        /// Field name.
+        field: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// Bytes follow the envelope map.
+    #[error("{0} unexpected bytes after the envelope")]
+    Trailing(usize),
+}
+
+/// One message on the bus.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Envelope {
+    /// Schema version (1).
+    pub v: i64,
+    /// One per performance.
+    pub session_id: String,
+    /// One per producer.
+    pub producer_id: String,
+    /// Strictly increasing per (session_id, producer_id), from 1.
+    pub seq: u64,
+    /// Wall-clock milliseconds since the Unix epoch.
+    pub ts_ms: i64,
+    /// Who caused it (`None` when the producer sent no actor).
+    pub actor: Option<Actor>,
+    /// Which program sent it (`None` when absent).
+    pub source: Option<String>,
+    /// The topic-specific fields.
+    pub body: Body,
+    /// Every other field, in wire order, as raw MessagePack.
+    pub extra: Vec<(String, RawValue)>,
+}
+
+impl Envelope {
+    /// The actor kind (`Missing` when absent).
+    pub fn actor_kind(&self) -> ActorKind {
+        self.actor.as_ref().map_or(ActorKind::Missing, Actor::kind)
+    }
+
+    /// The topic this envelope belongs on.
+    pub fn topic(&self) -> Topic {
+        match self.body {
+            Body::Param { .. } => Topic::Params,
+            Body::Mod { .. } => Topic::Mod,
+            Body::Audio { .. } => Topic::Audio,
+            Body::Event { .. } => Topic::Events,
+            Body::State { .. } => Topic::State,
+        }
+    }
+
+    /// The Kafka key FORMATS.md section 1 assigns: path, bus, source, event type or state key.
+    pub fn kafka_key(&self) -> &str {
+        match &self.body {
+            Body::Param { path, .. } | Body::Mod { path, .. } | Body::Audio { path, .. } => path,
+            Body::Event { event_type } => event_type,
+            Body::State { key, .. } => key,
+        }
+    }
+
+    /// The parameter path of a `noise.params` message.
+    pub fn param(&self) -> Option<(&str, f64)> {
+        match &self.body {
+            Body::Param { path, value, .. } => Some((path, *value)),
+            _ => None,
+        }
+    }
+
+    /// An extra field by name.
+    pub fn extra_field(&self, name: &str) -> Option<&RawValue> {
+        self.extra.iter().find(|(k, _)| k == name).map(|(_, v)| v)
+    }
+
+    /// A new `noise.params` envelope with no extras.
+    pub fn param_change(
+        session_id: &str,
+        producer_id: &str,
+        seq: u64,
+        ts_ms: i64,
+        actor: Actor,
+        path: &str,
+        value: f64,
+    ) -> Envelope {
+        Envelope {
+            v: 1,
+            session_id: session_id.to_owned(),
+            producer_id: producer_id.to_owned(),
+            seq,
+            ts_ms,
+            actor: Some(actor),
+            source: Some("integr8tor".to_owned()),
+            body: Body::Param {
+                path: path.to_owned(),
+                value,
+                value_mapped: None,
+                has_value_mapped: true,
+            },
+            extra: Vec::new(),
+        }
+    }
+
+    /// Decodes a payload received on `topic`. The whole slice must be one map.
+    pub fn decode(topic: Topic, payload: &[u8]) -> Result<Envelope, EnvelopeError> {
+        let mut c = Cursor::new(payload);
+        let env = Self::decode_from(topic, &mut c)?;
+        if !c.is_empty() {
+            return Err(EnvelopeError::Trailing(payload.len() - c.pos()));
+        }
+        Ok(env)
+    }
+
+    /// Decodes one envelope map at the cursor.
+    pub fn decode_from(topic: Topic, c: &mut Cursor<'_>) -> Result<Envelope, EnvelopeError> {
+        let kind = c.peek_kind()?;
+        if kind != Kind::Map {
+            if kind == Kind::Invalid {
+                // report the invalid byte itself
+                c.skip_value()?;
+            }
+            return Err(EnvelopeError::NotAMap(kind));
+        }
+        let n = c.read_map_len()?;
+        let mut f = Fields::default();
+        let mut extra = Vec::new();
+        for _ in 0..n {
+            let key_at = c.abs_pos();
+            let key = match c.peek_kind()? {
+                Kind::Str | Kind::Bin => c.read_bytes_str()?,
+                other => {
+                    return Err(EnvelopeError::Field {
+                        field: format!("key at byte {key_at}"),
+                        reason: format!("map keys must be strings, found {other}"),
+                    })
+                }
+            };
+            if !f.take(topic, key, c)? {
+                let raw = c.raw_value()?;
+                extra.push((
+                    String::from_utf8_lossy(key).into_owned(),
+                    RawValue(raw.to_vec()),
+                ));
+            }
+        }
+        f.finish(topic, extra)
+    }
+
+    /// Encodes as a MessagePack map: known fields first, then extras in their order.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(160);
+        self.encode_into(&mut out);
+        out
+    }
+
+    /// Appends the encoding to `out`.
+    pub fn encode_into(&self, out: &mut Vec<u8>) {
+        use msgpack::write as w;
+        let body_fields = match &self.body {
+            Body::Param {
+                has_value_mapped, ..
+            } => 2 + usize::from(*has_value_mapped),
+            Body::Mod { source_type, .. } => 3 + usize::from(source_type.is_some()),
+            Body::Audio { has_rms, .. } => 2 + usize::from(*has_rms),
+            Body::Event { .. } => 1,
+            Body::State { .. } => 2,
+        };
+        let n = 5
+            + body_fields
+            + usize::from(self.actor.is_some())
+            + usize::from(self.source.is_some())
+            + self.extra.len();
+        w::map_len(out, n);
+        w::str(out, "v");
+        w::int(out, self.v);
+        w::str(out, "session_id");
+        w::str(out, &self.session_id);
+        w::str(out, "producer_id");
+        w::str(out, &self.producer_id);
+        w::str(out, "seq");
+        w::uint(out, self.seq);
+        w::str(out, "ts_ms");
+        w::int(out, self.ts_ms);
+        match &self.body {
+            Body::Param {
+                path,
+                value,
+                value_mapped,
+                has_value_mapped,
+            } => {
+                w::str(out, "path");
+                w::str(out, path);
+                w::str(out, "value");
+                w::f64(out, *value);
+                if *has_value_mapped {
+                    w::str(out, "value_mapped");
+                    w::opt_f64(out, *value_mapped);
+                }
+            }
+            Body::Mod {
+                path,
+                bus,
+                value,
+                source_type,
+            } => {
+                w::str(out, "path");
+                w::str(out, path);
+                w::str(out, "bus");
+                w::int(out, *bus);
+                w::str(out, "value");
+                w::f64(out, *value);
+                if let Some(s) = source_type {
+                    w::str(out, "source_type");
+                    w::str(out, s);
+                }
+            }
+            Body::Audio {
+                path,
+                peak,
+                rms,
+                has_rms,
+            } => {
+                w::str(out, "path");
+                w::str(out, path);
+                w::str(out, "peak");
+                w::f64(out, *peak);
+                if *has_rms {
+                    w::str(out, "rms");
+                    w::opt_f64(out, *rms);
+                }
+            }
+            Body::Event { event_type } => {
+                w::str(out, "type");
+                w::str(out, event_type);
+            }
+            Body::State { key, state } => {
+                w::str(out, "key");
+                w::str(out, key);
+                w::str(out, "state");
+                out.extend_from_slice(&state.0);
+            }
+        }
+        if let Some(a) = &self.actor {
+            w::str(out, "actor");
+            w::str(out, a.as_str());
+        }
+        if let Some(s) = &self.source {
+            w::str(out, "source");
+            w::str(out, s);
+        }
+        for (k, v) in &self.extra {
+            w::str(out, k);
+            out.extend_from_slice(&v.0);
+        }
+    }
+}
+
+/// Known fields collected while walking the map.
+#[derive(Default)]
+struct Fields {
+    v: Option<i64>,
+    session_id: Option<String>,
+    producer_id: Option<String>,
+    seq: Option<u64>,
+    ts_ms: Option<i64>,
+    actor: Option<Actor>,
+    source: Option<String>,
+    path: Option<String>,
+    value: Option<f64>,
+    value_mapped: Option<Option<f64>>,
+    bus: Option<i64>,
+    source_type: Option<String>,
+    peak: Option<f64>,
+    rms: Option<Option<f64>>,
+    event_type: Option<String>,
+    key: Option<String>,
+    state: Option<RawValue>,
+}
+
+fn field_err(field: &str, e: DecodeError) -> EnvelopeError {
+    if e.is_eof() || matches!(e, DecodeError::InvalidMarker { .. }) {
+        EnvelopeError::Msgpack(e)
+    } else {
+        EnvelopeError::Field {
+            field: field.to_owned(),
+            reason: e.to_string(),
+        }
+    }
+}
+
+fn string(c: &mut Cursor<'_>, field: &str) -> Result<String, EnvelopeError> {
+    c.read_str()
+        .map(str::to_owned)
+        .map_err(|e| field_err(field, e))
+}
+
+impl Fields {
+    /// Consumes the value if `key` is a known field for `topic`; returns false otherwise.
+    fn take(
+        &mut self,
+        topic: Topic,
+        key: &[u8],
+        c: &mut Cursor<'_>,
+    ) -> Result<bool, EnvelopeError> {
+        match (key, topic) {
+            (b"v", _) => self.v = Some(c.read_i64().map_err(|e| field_err("v", e))?),
+            (b"session_id", _) => self.session_id = Some(string(c, "session_id")?),
+            (b"producer_id", _) => self.producer_id = Some(string(c, "producer_id")?),
+            (b"seq", _) => self.seq = Some(c.read_u64().map_err(|e| field_err("seq", e))?),
+            (b"ts_ms", _) => self.ts_ms = Some(c.read_i64().map_err(|e| field_err("ts_ms", e))?),
+            (b"actor", _) => {
+                let b = c.read_bytes_str().map_err(|e| field_err("actor", e))?;
+                self.actor = Some(Actor::from_bytes(b));
+            }
+            (b"source", _) => self.source = Some(string(c, "source")?),
+            (b"path", Topic::Params | Topic::Mod | Topic::Audio) => {
+                self.path = Some(string(c, "path")?)
+            }
+            (b"value", Topic::Params | Topic::Mod) => {
+                self.value = Some(c.read_f64().map_err(|e| field_err("value", e))?)
+            }
+            (b"value_mapped", Topic::Params) => {
+                self.value_mapped =
+                    Some(c.read_opt_f64().map_err(|e| field_err("value_mapped", e))?)
+            }
+            (b"bus", Topic::Mod) => self.bus = Some(c.read_i64().map_err(|e| field_err("bus", e))?),
+            (b"source_type", Topic::Mod) => self.source_type = Some(string(c, "source_type")?),
+            (b"peak", Topic::Audio) => {
+                self.peak = Some(c.read_f64().map_err(|e| field_err("peak", e))?)
+            }
+            (b"rms", Topic::Audio) => {
+                self.rms = Some(c.read_opt_f64().map_err(|e| field_err("rms", e))?)
+            }
+            (b"type", Topic::Events) => self.event_type = Some(string(c, "type")?),
+            (b"key", Topic::State) => self.key = Some(string(c, "key")?),
+            (b"state", Topic::State) => {
+                let at = c.abs_pos();
+                if c.peek_kind()? != Kind::Map {
+                    return Err(EnvelopeError::Field {
+                        field: "state".into(),
+                        reason: format!("expected a map at byte {at}"),
+                    });
+                }
+                self.state = Some(RawValue(c.raw_value()?.to_vec()))
+            }
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
+
+    fn finish(
+        self,
+        topic: Topic,
+        extra: Vec<(String, RawValue)>,
+    ) -> Result<Envelope, EnvelopeError> {
+        use EnvelopeError::Missing;
+        let session_id = self.session_id.ok_or(Missing("session_id"))?;
+        let producer_id = self.producer_id.ok_or(Missing("producer_id"))?;
+        let seq = self.seq.ok_or(Missing("seq"))?;
+        let ts_ms = self.ts_ms.ok_or(Missing("ts_ms"))?;
+        let body = match topic {
+            Topic::Params => Body::Param {
+                path: self.path.ok_or(Missing("path"))?,
+                value: self.value.ok_or(Missing("value"))?,
+                has_value_mapped: self.value_mapped.is_some(),
+                value_mapped: self.value_mapped.flatten(),
+            },
+            Topic::Mod => {
+                let path = self.path.ok_or(Missing("path"))?;
+                let bus = match self.bus {
+                    Some(b) => b,
+                    None => bus_number(&path).ok_or(Missing("bus"))?,
+                };
+                Body::Mod {
+                    path,
+                    bus,
+                    value: self.value.ok_or(Missing("value"))?,
+                    source_type: self.source_type,
+                }
+            }
+            Topic::Audio => Body::Audio {
+                path: self.path.ok_or(Missing("path"))?,
+                peak: self.peak.ok_or(Missing("peak"))?,
+                has_rms: self.rms.is_some(),
+                rms: self.rms.flatten(),
+            },
+            Topic::Events => Body::Event {
+                event_type: self.event_type.ok_or(Missing("type"))?,
+            },
+            Topic::State => Body::State {
+                key: self.key.ok_or(Missing("key"))?,
+                state: self.state.ok_or(Missing("state"))?,
+            },
+        };
+        Ok(Envelope {
+            v: self.v.unwrap_or(1),
+            session_id,
+            producer_id,
+            seq,
+            ts_ms,
+            actor: self.actor,
+            source: self.source,
+            body,
+            extra,
+        })
+    }
+}
+
+/// N of a `bus.N` path.
+pub fn bus_number(path: &str) -> Option<i64> {
+    path.strip_prefix("bus.")?.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rmpv::Value;
+
+    fn map(entries: Vec<(&str, Value)>) -> Vec<u8> {
+        let v = Value::Map(
+            entries
+                .into_iter()
+                .map(|(k, v)| (Value::from(k), v))
+                .collect(),
+        );
+        RawValue::from_value(&v).0
+    }
+
+    fn common() -> Vec<(&'static str, Value)> {
+        vec![
+            ("v", Value::from(1)),
+            ("session_id", Value::from("s-1")),
+            ("producer_id", Value::from("python.gui")),
+            ("seq", Value::from(7)),
+            ("ts_ms", Value::from(1_790_000_000_000i64)),
+        ]
+    }
+
+    #[test]
+    fn param_fields_are_typed_and_extras_kept() {
+        let mut e = common();
+        e.extend([
+            ("path", Value::from("gen.1.cutoff")),
+            ("value", Value::F64(0.25)),
+            ("value_mapped", Value::Nil),
+            ("actor", Value::from("user")),
+            ("source", Value::from("python")),
+            ("ui_widget", Value::from("knob-3")),
+            ("nested", Value::Array(vec![Value::from(1), Value::Nil])),
+        ]);
+        let bytes = map(e);
+        let env = Envelope::decode(Topic::Params, &bytes).unwrap();
+        assert_eq!(env.param(), Some(("gen.1.cutoff", 0.25)));
+        assert_eq!(env.actor, Some(Actor::User));
+        assert_eq!(env.kafka_key(), "gen.1.cutoff");
+        assert_eq!(env.extra.len(), 2);
+        // re-encoding keeps every field and value
+        let again = env.encode();
+        assert_eq!(again.len(), bytes.len());
+        let a = rmpv::decode::read_value(&mut &bytes[..]).unwrap();
+        let b = rmpv::decode::read_value(&mut &again[..]).unwrap();
+        assert_eq!(a, b);
+        assert_eq!(Envelope::decode(Topic::Params, &again).unwrap(), env);
+    }
+
+    #[test]
+    fn bin_strings_from_old_producers_are_accepted() {
+        let mut e = common();
+        e[1] = ("session_id", Value::Binary(b"s-1".to_vec()));
+        e.push(("type", Value::Binary(b"note_on".to_vec())));
+        e.push(("note", Value::from(60)));
+        e.push(("actor", Value::Binary(b"midi".to_vec())));
+        let env = Envelope::decode(Topic::Events, &map(e)).unwrap();
+        assert_eq!(env.session_id, "s-1");
+        assert_eq!(env.actor, Some(Actor::Midi));
+        assert_eq!(
+            env.body,
+            Body::Event {
+                event_type: "note_on".into()
+            }
+        );
+        assert_eq!(
+            env.extra_field("note").unwrap().decode().unwrap(),
+            Value::from(60)
+        );
+    }
+
+    #[test]
+    fn every_required_field_is_named_when_missing() {
+        for missing in ["session_id", "producer_id", "seq", "ts_ms"] {
+            let mut e = common();
+            e.retain(|(k, _)| *k != missing);
+            e.push(("type", Value::from("x")));
+            let err = Envelope::decode(Topic::Events, &map(e)).unwrap_err();
+            assert_eq!(err, EnvelopeError::Missing(missing));
+            assert!(err.to_string().contains(missing));
+        }
+    }
+
+    #[test]
+    fn garbage_is_a_typed_error() {
+        assert!(matches!(
+            Envelope::decode(Topic::Params, b"\xc1\xc1garbage"),
+            Err(EnvelopeError::Msgpack(DecodeError::InvalidMarker {
+                at: 0,
+                ..
+            }))
+        ));
+        assert_eq!(
+            Envelope::decode(Topic::Params, &[0x93, 1, 2, 3]),
+            Err(EnvelopeError::NotAMap(Kind::Array))
+        );
+        assert!(matches!(
+            Envelope::decode(Topic::Params, &[0x85, 0xa1]),
+            Err(EnvelopeError::Msgpack(DecodeError::Eof { .. }))
+        ));
+        assert!(matches!(
+            Envelope::decode(Topic::Params, &[]),
+            Err(EnvelopeError::Msgpack(DecodeError::Eof { .. }))
+        ));
+        let mut e = common();
+        e[3] = ("seq", Value::from("seven"));
+        assert!(matches!(
+            Envelope::decode(Topic::Events, &map(e)),
+            Err(EnvelopeError::Field { field, .. }) if field == "seq"
+        ));
+    }
+
+    #[test]
+    fn each_topic_has_its_key() {
+        let mut m = common();
+        m.extend([
+            ("path", Value::from("bus.3")),
+            ("bus", Value::from(3)),
+            ("value", Value::F64(0.5)),
+            ("source_type", Value::from("lfo")),
+            ("actor", Value::from("mod")),
+        ]);
+        let env = Envelope::decode(Topic::Mod, &map(m)).unwrap();
+        assert_eq!(env.kafka_key(), "bus.3");
+        assert_eq!(env.topic(), Topic::Mod);
+
+        let mut a = common();
+        a.extend([
+            ("path", Value::from("master")),
+            ("peak", Value::F64(0.9)),
+            ("rms", Value::Nil),
+        ]);
+        let env = Envelope::decode(Topic::Audio, &map(a)).unwrap();
+        assert_eq!(env.kafka_key(), "master");
+
+        let mut s = common();
+        s.extend([
+            ("key", Value::from("preset")),
+            (
+                "state",
+                Value::Map(vec![(Value::from("gen.1.cutoff"), Value::F64(0.1))]),
+            ),
+        ]);
+        let env = Envelope::decode(Topic::State, &map(s.clone())).unwrap();
+        assert_eq!(env.kafka_key(), "preset");
+        let back = rmpv::decode::read_value(&mut &env.encode()[..]).unwrap();
+        let orig = rmpv::decode::read_value(&mut &map(s)[..]).unwrap();
+        assert_eq!(back, orig);
+    }
+}

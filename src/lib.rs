@@ -1,0 +1,14 @@
+//! Integr8tor's core: the Noise Engine's wire envelopes, session files,
+//! loaded sessions with exact state at any instant, and the Kafka layer.
+//!
+//! Nothing here depends on a GUI; the `integr8tor` binary and the desktop
+//! app are thin shells over this library.
+
+#![warn(missing_docs)]
+
+pub mod clock;
+pub mod envelope;
+pub mod msgpack;
+pub mod session;
+
+pub use envelope::{Actor, ActorKind, Body, Envelope, EnvelopeError, RawValue, Topic};

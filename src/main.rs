@@ -1,0 +1,53 @@
+//! The `integr8tor` command: the desktop app, and a headless CLI over the same core.
+//!
+//! Exit codes are decided here and only here: 0 success, 1 a finding
+//! (a corrupt file for `check`), 2 an error (bad input, I/O, broker).
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod cli;
+
+/// Record, replay and scrub the Noise Engine's parameter stream.
+#[derive(Debug, Parser)]
+#[command(name = "integr8tor", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Summarize a session file.
+    Info(cli::session::InfoArgs),
+    /// Print the exact parameter state of a session at an instant.
+    State(cli::session::StateArgs),
+    /// Verify a session file; optionally salvage what is readable.
+    Check(cli::session::CheckArgs),
+    // -- bus commands (src/cli/bus.rs) --
+}
+
+fn main() -> ExitCode {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Some(Command::Info(a)) => cli::session::info(a),
+        Some(Command::State(a)) => cli::session::state(a),
+        Some(Command::Check(a)) => cli::session::check(a),
+        // -- bus commands dispatch --
+        None => {
+            use clap::CommandFactory;
+            Cli::command().print_help().ok();
+            Ok(cli::Outcome::Ok)
+        }
+    };
+    match result {
+        Ok(cli::Outcome::Ok) => ExitCode::SUCCESS,
+        Ok(cli::Outcome::Finding) => ExitCode::from(1),
+        Err(e) => {
+            eprintln!("integr8tor: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}

@@ -1,0 +1,10 @@
+//! Session files: the streaming reader and writer of FORMATS.md section 3,
+//! and [`Session`], a file loaded for browsing, scrubbing and playback.
+
+pub mod loaded;
+pub mod reader;
+pub mod writer;
+
+pub use loaded::{EventEntry, LoadError, LoadProgress, NameId, Session, SnapshotMark, NO_NAME};
+pub use reader::{Corruption, ReadError, ReadOptions, ReadReport, Reader, RecordRef};
+pub use writer::{SessionWriter, WriteError, WriterStats, WriterThread, SNAPSHOT_INTERVAL_MS};

@@ -1,0 +1,416 @@
+//! Session writer (FORMATS.md section 3, writing rules).
+//!
+//! [`SessionWriter`] appends event records, keeps the current state and
+//! appends a snapshot after any event more than the snapshot interval past
+//! the last snapshot. It buffers in memory; [`SessionWriter::flush_if_due`]
+//! writes the buffer out at least every [`FLUSH_INTERVAL`], and
+//! [`SessionWriter::finish`] flushes and fsyncs. [`WriterThread`] runs one on
+//! its own thread, fed by a channel, so a recorder never waits on the disk.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use hashbrown::HashMap;
+
+use crate::envelope::{Envelope, Topic};
+use crate::msgpack::{write as w, Cursor};
+use crate::session::reader::{EventFields, FieldError};
+
+/// The snapshot interval of FORMATS.md: a snapshot follows any event more
+/// than this many milliseconds past the last one.
+pub const SNAPSHOT_INTERVAL_MS: i64 = 5_000;
+
+/// Buffered records reach the file at least this often.
+pub const FLUSH_INTERVAL: Duration = Duration::from_millis(100);
+
+/// Why a record was not written.
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError {
+    /// The payload is not a valid envelope; nothing was written.
+    #[error("not a valid envelope: {0}")]
+    InvalidEnvelope(String),
+    /// The disk said no.
+    #[error("writing {path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: io::Error,
+    },
+    /// The writer thread is gone (it failed earlier; its error was reported then).
+    #[error("the session writer has stopped")]
+    Stopped,
+}
+
+/// Counts of what a writer has written.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WriterStats {
+    /// Event records appended.
+    pub events: u64,
+    /// Snapshot records appended.
+    pub snapshots: u64,
+    /// Bytes appended (buffered or on disk).
+    pub bytes: u64,
+}
+
+/// The current state: path → value, in first-seen order.
+#[derive(Debug, Default)]
+struct State {
+    index: HashMap<Box<[u8]>, usize>,
+    entries: Vec<(Box<[u8]>, f64)>,
+}
+
+impl State {
+    fn set(&mut self, path: &[u8], value: f64) {
+        match self.index.get(path) {
+            Some(&i) => self.entries[i].1 = value,
+            None => {
+                self.index.insert(path.into(), self.entries.len());
+                self.entries.push((path.into(), value));
+            }
+        }
+    }
+}
+
+/// Appends records to a session file.
+pub struct SessionWriter<W: Write = File> {
+    out: W,
+    path: PathBuf,
+    buf: Vec<u8>,
+    state: State,
+    last_snapshot_ts: Option<i64>,
+    snapshot_interval_ms: i64,
+    last_flush: Instant,
+    stats: WriterStats,
+}
+
+impl SessionWriter<File> {
+    /// Creates a new file; fails if it already exists, so nothing is overwritten.
+    pub fn create(path: &Path) -> Result<Self, WriteError> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|source| WriteError::Io {
+                path: dir.to_owned(),
+                source,
+            })?;
+        }
+        let file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(path)
+            .map_err(|source| WriteError::Io {
+                path: path.to_owned(),
+                source,
+            })?;
+        Ok(SessionWriter::new(file, path))
+    }
+
+    /// Flushes, fsyncs and closes the file.
+    pub fn finish(mut self) -> Result<WriterStats, WriteError> {
+        self.flush()?;
+        self.out.sync_all().map_err(|source| WriteError::Io {
+            path: self.path.clone(),
+            source,
+        })?;
+        Ok(self.stats)
+    }
+}
+
+impl<W: Write> SessionWriter<W> {
+    /// A writer over any sink; `path` is only used in messages.
+    pub fn new(out: W, path: &Path) -> Self {
+        SessionWriter {
+            out,
+            path: path.to_owned(),
+            buf: Vec::with_capacity(256 << 10),
+            state: State::default(),
+            last_snapshot_ts: None,
+            snapshot_interval_ms: SNAPSHOT_INTERVAL_MS,
+            last_flush: Instant::now(),
+            stats: WriterStats::default(),
+        }
+    }
+
+    /// Changes the snapshot interval (FORMATS.md fixes 5,000 ms; other values are for experiments).
+    pub fn with_snapshot_interval(mut self, ms: i64) -> Self {
+        self.snapshot_interval_ms = ms.max(1);
+        self
+    }
+
+    /// What has been written so far.
+    pub fn stats(&self) -> WriterStats {
+        self.stats
+    }
+
+    /// The file's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Appends an event record whose `data` is an envelope map exactly as received.
+    /// An invalid envelope is refused and nothing is written.
+    pub fn append_event(
+        &mut self,
+        topic: &str,
+        key: Option<&str>,
+        data: &[u8],
+    ) -> Result<(), WriteError> {
+        let known = Topic::from_name(topic);
+        let mut c = Cursor::new(data);
+        let fields = EventFields::parse(known, &mut c).map_err(|e| {
+            WriteError::InvalidEnvelope(match e {
+                FieldError::Decode(d) => d.to_string(),
+                FieldError::Invalid(s) => s,
+            })
+        })?;
+        if !c.is_empty() {
+            return Err(WriteError::InvalidEnvelope(format!(
+                "{} bytes after the envelope map",
+                data.len() - c.pos()
+            )));
+        }
+        let before = self.buf.len();
+        w::map_len(&mut self.buf, 4);
+        w::str(&mut self.buf, "type");
+        w::str(&mut self.buf, "event");
+        w::str(&mut self.buf, "topic");
+        w::str(&mut self.buf, topic);
+        w::str(&mut self.buf, "key");
+        match key {
+            Some(k) => w::str(&mut self.buf, k),
+            None => w::nil(&mut self.buf),
+        }
+        w::str(&mut self.buf, "data");
+        self.buf.extend_from_slice(data);
+        self.stats.events += 1;
+        self.stats.bytes += (self.buf.len() - before) as u64;
+
+        if known == Some(Topic::Params) {
+            if let Some(path) = fields.name {
+                self.state.set(path, fields.value);
+            }
+        }
+        let due = match self.last_snapshot_ts {
+            None => true,
+            Some(last) => fields.ts_ms.saturating_sub(last) > self.snapshot_interval_ms,
+        };
+        if due {
+            self.append_snapshot(fields.ts_ms);
+        }
+        self.flush_if_due(Instant::now())
+    }
+
+    /// Encodes and appends an envelope (keyed as FORMATS.md section 1 says).
+    pub fn append_envelope(&mut self, env: &Envelope) -> Result<(), WriteError> {
+        let data = env.encode();
+        self.append_event(env.topic().name(), Some(env.kafka_key()), &data)
+    }
+
+    fn append_snapshot(&mut self, ts_ms: i64) {
+        let before = self.buf.len();
+        w::map_len(&mut self.buf, 3);
+        w::str(&mut self.buf, "type");
+        w::str(&mut self.buf, "snapshot");
+        w::str(&mut self.buf, "ts_ms");
+        w::int(&mut self.buf, ts_ms);
+        w::str(&mut self.buf, "state");
+        w::map_len(&mut self.buf, self.state.entries.len());
+        for (path, value) in &self.state.entries {
+            // paths come from validated envelopes: str or UTF-8 bin
+            w::str(&mut self.buf, &String::from_utf8_lossy(path));
+            w::f64(&mut self.buf, *value);
+        }
+        self.last_snapshot_ts = Some(ts_ms);
+        self.stats.snapshots += 1;
+        self.stats.bytes += (self.buf.len() - before) as u64;
+    }
+
+    /// Writes the buffer out if the last flush is [`FLUSH_INTERVAL`] old.
+    pub fn flush_if_due(&mut self, now: Instant) -> Result<(), WriteError> {
+        if now.duration_since(self.last_flush) >= FLUSH_INTERVAL {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Writes every buffered record to the sink.
+    pub fn flush(&mut self) -> Result<(), WriteError> {
+        self.last_flush = Instant::now();
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let res = self.out.write_all(&self.buf).and_then(|_| self.out.flush());
+        self.buf.clear();
+        res.map_err(|source| WriteError::Io {
+            path: self.path.clone(),
+            source,
+        })
+    }
+}
+
+/// Commands for a [`WriterThread`].
+enum WriterCommand {
+    Event {
+        topic: Arc<str>,
+        key: Option<Box<str>>,
+        data: Vec<u8>,
+    },
+    Flush(Sender<Result<(), String>>),
+}
+
+/// Counters a [`WriterThread`] keeps up to date, readable from any thread.
+#[derive(Debug, Default)]
+pub struct WriterCounters {
+    /// Event records appended.
+    pub events: AtomicU64,
+    /// Snapshot records appended.
+    pub snapshots: AtomicU64,
+    /// Bytes appended.
+    pub bytes: AtomicU64,
+    /// Payloads refused as invalid envelopes.
+    pub invalid: AtomicU64,
+}
+
+/// A [`SessionWriter`] on its own named thread. Dropping it, or calling
+/// [`WriterThread::finish`], writes everything queued, fsyncs and joins.
+pub struct WriterThread {
+    tx: Option<Sender<WriterCommand>>,
+    handle: Option<JoinHandle<Result<WriterStats, WriteError>>>,
+    counters: Arc<WriterCounters>,
+    path: PathBuf,
+}
+
+impl WriterThread {
+    /// Creates the file and starts the thread.
+    pub fn create(path: &Path) -> Result<Self, WriteError> {
+        let writer = SessionWriter::create(path)?;
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let counters = Arc::new(WriterCounters::default());
+        let c = counters.clone();
+        let handle = std::thread::Builder::new()
+            .name("session-writer".into())
+            .spawn(move || run_writer(writer, rx, c))
+            .map_err(|source| WriteError::Io {
+                path: path.to_owned(),
+                source,
+            })?;
+        Ok(WriterThread {
+            tx: Some(tx),
+            handle: Some(handle),
+            counters,
+            path: path.to_owned(),
+        })
+    }
+
+    /// The file being written.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Live counters.
+    pub fn counters(&self) -> &Arc<WriterCounters> {
+        &self.counters
+    }
+
+    /// Queues an event record; never waits for the disk.
+    pub fn append_event(
+        &self,
+        topic: Arc<str>,
+        key: Option<Box<str>>,
+        data: Vec<u8>,
+    ) -> Result<(), WriteError> {
+        self.tx
+            .as_ref()
+            .ok_or(WriteError::Stopped)?
+            .send(WriterCommand::Event { topic, key, data })
+            .map_err(|_| WriteError::Stopped)
+    }
+
+    /// Writes everything queued so far to the file and waits until it is there.
+    pub fn flush(&self) -> Result<(), WriteError> {
+        let (ack_tx, ack_rx) = crossbeam_channel::bounded(1);
+        self.tx
+            .as_ref()
+            .ok_or(WriteError::Stopped)?
+            .send(WriterCommand::Flush(ack_tx))
+            .map_err(|_| WriteError::Stopped)?;
+        match ack_rx.recv() {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(msg)) => Err(WriteError::Io {
+                path: self.path.clone(),
+                source: io::Error::other(msg),
+            }),
+            Err(_) => Err(WriteError::Stopped),
+        }
+    }
+
+    /// Writes everything queued, fsyncs, and stops the thread.
+    pub fn finish(mut self) -> Result<WriterStats, WriteError> {
+        self.stop()
+    }
+
+    fn stop(&mut self) -> Result<WriterStats, WriteError> {
+        drop(self.tx.take());
+        match self.handle.take() {
+            Some(h) => h.join().unwrap_or(Err(WriteError::Stopped)),
+            None => Err(WriteError::Stopped),
+        }
+    }
+}
+
+impl Drop for WriterThread {
+    fn drop(&mut self) {
+        if self.handle.is_some() {
+            if let Err(e) = self.stop() {
+                log::error!("finishing {}: {e}", self.path.display());
+            }
+        }
+    }
+}
+
+fn run_writer(
+    mut writer: SessionWriter,
+    rx: Receiver<WriterCommand>,
+    counters: Arc<WriterCounters>,
+) -> Result<WriterStats, WriteError> {
+    let publish = |w: &SessionWriter| {
+        let s = w.stats();
+        counters.events.store(s.events, Ordering::Relaxed);
+        counters.snapshots.store(s.snapshots, Ordering::Relaxed);
+        counters.bytes.store(s.bytes, Ordering::Relaxed);
+    };
+    loop {
+        match rx.recv_timeout(FLUSH_INTERVAL) {
+            Ok(WriterCommand::Event { topic, key, data }) => {
+                match writer.append_event(&topic, key.as_deref(), &data) {
+                    Ok(()) => {}
+                    Err(WriteError::InvalidEnvelope(reason)) => {
+                        counters.invalid.fetch_add(1, Ordering::Relaxed);
+                        log::warn!("not recorded, invalid envelope on {topic}: {reason}");
+                    }
+                    Err(e) => return Err(e),
+                }
+                publish(&writer);
+            }
+            Ok(WriterCommand::Flush(ack)) => {
+                let r = writer.flush().map_err(|e| e.to_string());
+                let failed = r.is_err();
+                let _ = ack.send(r);
+                if failed {
+                    return writer.flush().map(|_| writer.stats());
+                }
+            }
+            Err(RecvTimeoutError::Timeout) => writer.flush_if_due(Instant::now())?,
+            Err(RecvTimeoutError::Disconnected) => {
+                let stats = writer.finish()?;
+                return Ok(stats);
+            }
+        }
+    }
+}
