@@ -8,6 +8,7 @@
 
 pub mod clock;
 pub mod envelope;
+pub mod kafka;
 pub mod msgpack;
 pub mod session;
 

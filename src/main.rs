@@ -26,6 +26,10 @@ enum Command {
     /// Verify a session file; optionally salvage what is readable.
     Check(cli::session::CheckArgs),
     // -- bus commands (src/cli/bus.rs) --
+    /// Manage the noise.* Kafka topics.
+    Topics(cli::bus::TopicsArgs),
+    /// Run the embedded Kafka-protocol broker until Ctrl-C.
+    Broker(cli::bus::BrokerArgs),
 }
 
 fn main() -> ExitCode {
@@ -36,6 +40,8 @@ fn main() -> ExitCode {
         Some(Command::State(a)) => cli::session::state(a),
         Some(Command::Check(a)) => cli::session::check(a),
         // -- bus commands dispatch --
+        Some(Command::Topics(a)) => cli::bus::topics(a),
+        Some(Command::Broker(a)) => cli::bus::broker(a),
         None => {
             use clap::CommandFactory;
             Cli::command().print_help().ok();

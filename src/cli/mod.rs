@@ -1,6 +1,7 @@
 //! Command implementations. Each returns an [`Outcome`] or an error; `main`
 //! turns those into exit codes.
 
+pub mod bus;
 pub mod session;
 
 /// How a command that did not fail ended.

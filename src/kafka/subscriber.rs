@@ -1,0 +1,655 @@
+//! The subscriber: one named consumer thread that decodes, deduplicates and
+//! forwards.
+//!
+//! The thread polls librdkafka, decodes each payload as an [`Envelope`] for its
+//! topic, drops (session_id, producer_id, seq) triples it has already seen
+//! (a [`DedupWindow`], 50,000 by default) and sends what is left in batches
+//! on a bounded crossbeam channel as [`SubscriberEvent::Messages`]. A batch is
+//! whatever librdkafka has ready right now (up to `max_batch`), so batching
+//! adds no latency; it only amortizes the channel hand-off at high rates.
+//!
+//! Malformed payloads are counted and reported with topic, partition and
+//! offset; consumption goes on. Connection trouble is reported as
+//! [`ConnectionState::Retrying`] with librdkafka's own words, and
+//! [`ConnectionState::Connected`] once the group has assigned partitions or a
+//! metadata probe succeeds again.
+//!
+//! Offsets are stored only after their batch is on the channel and committed
+//! by librdkafka's auto-commit, plus a synchronous commit when the subscriber
+//! stops: a subscriber restarted on the same group resumes after the last
+//! message it handed over (at-least-once; the window catches replays).
+//!
+//! When the channel is full the thread waits (backpressure: a recorder must
+//! not lose messages), checking for a stop request every 100 ms.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, SendTimeoutError, Sender};
+use rdkafka::client::ClientContext;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{BorrowedMessage, Message};
+use rdkafka::{Offset, TopicPartitionList};
+
+use super::config::Connection;
+use super::dedup::{DedupWindow, DEFAULT_WINDOW};
+use super::{unix_ms_now, BusError};
+use crate::envelope::{Envelope, Topic};
+
+/// `fetch.wait.max.ms` used against the embedded broker. librdkafka's mock
+/// broker holds an empty fetch for the full wait even when data arrives, so
+/// the default of 500 ms would be the latency; real brokers answer as soon as
+/// data is there and keep librdkafka's default.
+pub const EMBEDDED_FETCH_WAIT_MS: u32 = 1;
+
+/// `session.timeout.ms` used against the embedded broker (see [`Subscriber::start`]).
+pub const EMBEDDED_SESSION_TIMEOUT_MS: u32 = 3000;
+
+/// Where a group with no committed offset starts reading.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum StartFrom {
+    /// Only messages produced from now on (the live view).
+    #[default]
+    Latest,
+    /// Everything the brokers still hold.
+    Earliest,
+}
+
+/// How a subscriber is set up.
+#[derive(Debug, Clone)]
+pub struct SubscriberConfig {
+    /// Topics to consume.
+    pub topics: Vec<Topic>,
+    /// Consumer group; a restarted subscriber on the same group resumes where it committed.
+    pub group_id: String,
+    /// Start position when the group has no committed offset.
+    pub start: StartFrom,
+    /// Triples remembered for duplicate detection.
+    pub dedup_window: usize,
+    /// Channel capacity, in events (a batch of messages is one event).
+    pub channel_capacity: usize,
+    /// Most messages per [`SubscriberEvent::Messages`] batch.
+    pub max_batch: usize,
+    /// `fetch.wait.max.ms`; `None`: [`EMBEDDED_FETCH_WAIT_MS`] on the embedded
+    /// broker, librdkafka's default elsewhere. A `-X` option still wins.
+    pub fetch_wait_max_ms: Option<u32>,
+    /// Thread name.
+    pub thread_name: String,
+}
+
+impl SubscriberConfig {
+    /// Defaults for a group and topics.
+    pub fn new(group_id: impl Into<String>, topics: &[Topic]) -> SubscriberConfig {
+        SubscriberConfig {
+            topics: topics.to_vec(),
+            group_id: group_id.into(),
+            start: StartFrom::Latest,
+            dedup_window: DEFAULT_WINDOW,
+            channel_capacity: 1024,
+            max_batch: 1024,
+            fetch_wait_max_ms: None,
+            thread_name: "kafka-subscriber".to_owned(),
+        }
+    }
+
+    /// Sets the start position.
+    pub fn start_from(mut self, start: StartFrom) -> Self {
+        self.start = start;
+        self
+    }
+}
+
+/// One decoded, deduplicated message.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Received {
+    /// Its topic.
+    pub topic: Topic,
+    /// Kafka partition.
+    pub partition: i32,
+    /// Kafka offset.
+    pub offset: i64,
+    /// Kafka key (lossy UTF-8 if a producer sent other bytes).
+    pub key: Option<String>,
+    /// The record's Kafka timestamp (create or log-append time), if any.
+    pub kafka_timestamp_ms: Option<i64>,
+    /// When this process received it (monotonic).
+    pub received_at: Instant,
+    /// When this process received it (Unix ms).
+    pub received_unix_ms: i64,
+    /// The decoded envelope.
+    pub envelope: Envelope,
+    /// The payload exactly as received (the recorder writes it verbatim).
+    pub payload: Vec<u8>,
+}
+
+/// A message that could not be decoded and was skipped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Malformed {
+    /// Topic name.
+    pub topic: String,
+    /// Kafka partition.
+    pub partition: i32,
+    /// Kafka offset.
+    pub offset: i64,
+    /// Kafka key, if any.
+    pub key: Option<String>,
+    /// Why it was skipped.
+    pub error: String,
+}
+
+/// How the subscriber's link to the brokers is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConnectionState {
+    /// Talking to the brokers (partitions assigned or metadata answered).
+    Connected,
+    /// Trouble; librdkafka keeps retrying on its own.
+    Retrying {
+        /// The broker's or librdkafka's words.
+        error: String,
+    },
+}
+
+/// What the subscriber thread sends.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SubscriberEvent {
+    /// New messages, in arrival order (per partition in offset order).
+    Messages(Vec<Received>),
+    /// A skipped message.
+    Malformed(Malformed),
+    /// The connection changed.
+    Connection(ConnectionState),
+    /// Consumption reported an error that is not about the connection
+    /// (e.g. a topic that does not exist); consumption goes on.
+    ConsumeError {
+        /// In words.
+        error: String,
+    },
+}
+
+/// Counters since the subscriber started.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SubscriberStats {
+    /// Records read from Kafka.
+    pub received: u64,
+    /// Messages forwarded on the channel.
+    pub delivered: u64,
+    /// Dropped as already seen.
+    pub duplicates: u64,
+    /// Skipped as undecodable.
+    pub malformed: u64,
+    /// Non-connection consume errors.
+    pub consume_errors: u64,
+    /// Connection-level errors reported by librdkafka.
+    pub broker_errors: u64,
+}
+
+#[derive(Default)]
+struct Counters {
+    received: AtomicU64,
+    delivered: AtomicU64,
+    duplicates: AtomicU64,
+    malformed: AtomicU64,
+    consume_errors: AtomicU64,
+    broker_errors: AtomicU64,
+}
+
+/// Things librdkafka told the context during a poll, read by the thread after it.
+enum Note {
+    BrokerError(String),
+    Assigned,
+}
+
+struct SubscriberContext {
+    notes: Mutex<Vec<Note>>,
+    has_notes: AtomicBool,
+    counters: Arc<Counters>,
+}
+
+impl SubscriberContext {
+    fn note(&self, note: Note) {
+        let mut notes = self.notes.lock().unwrap_or_else(|p| p.into_inner());
+        notes.push(note);
+        self.has_notes.store(true, Ordering::Release);
+    }
+
+    fn take_notes(&self) -> Vec<Note> {
+        if !self.has_notes.swap(false, Ordering::Acquire) {
+            return Vec::new();
+        }
+        std::mem::take(&mut *self.notes.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+}
+
+impl ClientContext for SubscriberContext {
+    fn error(&self, error: KafkaError, reason: &str) {
+        self.counters.broker_errors.fetch_add(1, Ordering::Relaxed);
+        log::warn!("subscriber: {error}: {reason}");
+        let words = if reason.is_empty() {
+            error.to_string()
+        } else {
+            reason.to_owned()
+        };
+        self.note(Note::BrokerError(words));
+    }
+}
+
+impl ConsumerContext for SubscriberContext {
+    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        match rebalance {
+            Rebalance::Assign(tpl) => {
+                log::info!("subscriber: assigned {} partitions", tpl.count());
+                self.note(Note::Assigned);
+            }
+            Rebalance::Revoke(tpl) => log::info!("subscriber: revoked {} partitions", tpl.count()),
+            Rebalance::Error(e) => {
+                log::warn!("subscriber: rebalance failed: {e}");
+                self.note(Note::BrokerError(format!("rebalance failed: {e}")));
+            }
+        }
+    }
+}
+
+/// A running consumer thread. Dropping it (or [`Subscriber::stop`]) stops the
+/// thread, commits what was handed over and joins.
+pub struct Subscriber {
+    events: Receiver<SubscriberEvent>,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+    counters: Arc<Counters>,
+}
+
+impl std::fmt::Debug for Subscriber {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Subscriber")
+            .field("stats", &self.stats())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Subscriber {
+    /// Creates the consumer, subscribes and starts the thread. Fails on bad
+    /// configuration; an unreachable broker is reported on the channel.
+    pub fn start(
+        connection: &Connection,
+        config: SubscriberConfig,
+    ) -> Result<Subscriber, BusError> {
+        let counters = Arc::new(Counters::default());
+        let context = SubscriberContext {
+            notes: Mutex::new(Vec::new()),
+            has_notes: AtomicBool::new(false),
+            counters: Arc::clone(&counters),
+        };
+        let mut defaults: Vec<(&str, String)> = vec![
+            ("group.id", config.group_id.clone()),
+            ("enable.auto.commit", "true".to_owned()),
+            ("enable.auto.offset.store", "false".to_owned()),
+            ("enable.partition.eof", "false".to_owned()),
+            (
+                "auto.offset.reset",
+                match config.start {
+                    StartFrom::Latest => "latest",
+                    StartFrom::Earliest => "earliest",
+                }
+                .to_owned(),
+            ),
+            ("client.id", config.thread_name.clone()),
+        ];
+        let fetch_wait = config
+            .fetch_wait_max_ms
+            .or(connection.is_embedded().then_some(EMBEDDED_FETCH_WAIT_MS));
+        if let Some(ms) = fetch_wait {
+            defaults.push(("fetch.wait.max.ms", ms.to_string()));
+        }
+        if connection.is_embedded() {
+            // The mock broker holds a rebalance for the whole session timeout
+            // (45 s by default) when a member rejoins a group that another
+            // member just left; a short session keeps a restarted recorder or
+            // live view from stalling that long.
+            defaults.push((
+                "session.timeout.ms",
+                EMBEDDED_SESSION_TIMEOUT_MS.to_string(),
+            ));
+            defaults.push(("heartbeat.interval.ms", "500".to_owned()));
+        }
+        let consumer: BaseConsumer<SubscriberContext> = connection
+            .client_config(&defaults)
+            .create_with_context(context)
+            .map_err(|e| BusError::client("creating the consumer", connection.brokers(), e))?;
+        let names: Vec<&str> = config.topics.iter().map(|t| t.name()).collect();
+        consumer
+            .subscribe(&names)
+            .map_err(|e| BusError::client("subscribing", connection.brokers(), e))?;
+
+        let (tx, events) = crossbeam_channel::bounded(config.channel_capacity.max(1));
+        let stop = Arc::new(AtomicBool::new(false));
+        let worker = Worker {
+            tx,
+            stop: Arc::clone(&stop),
+            counters: Arc::clone(&counters),
+            dedup: DedupWindow::new(config.dedup_window),
+            max_batch: config.max_batch.max(1),
+            batch: Vec::new(),
+            offsets: Vec::new(),
+            batch_received: 0,
+            batch_duplicates: 0,
+            connected: None,
+            last_error: None,
+            last_probe: Instant::now(),
+        };
+        let thread = std::thread::Builder::new()
+            .name(config.thread_name.clone())
+            .spawn(move || worker.run(consumer))
+            .map_err(|error| BusError::Io {
+                context: "starting the subscriber thread".to_owned(),
+                error,
+            })?;
+        Ok(Subscriber {
+            events,
+            stop,
+            thread: Some(thread),
+            counters,
+        })
+    }
+
+    /// The channel of messages and state changes. Clone it to hand it to another thread.
+    pub fn events(&self) -> &Receiver<SubscriberEvent> {
+        &self.events
+    }
+
+    /// The counters now.
+    pub fn stats(&self) -> SubscriberStats {
+        let c = &self.counters;
+        SubscriberStats {
+            received: c.received.load(Ordering::Relaxed),
+            delivered: c.delivered.load(Ordering::Relaxed),
+            duplicates: c.duplicates.load(Ordering::Relaxed),
+            malformed: c.malformed.load(Ordering::Relaxed),
+            consume_errors: c.consume_errors.load(Ordering::Relaxed),
+            broker_errors: c.broker_errors.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Stops the thread (committing what was handed over), joins it and
+    /// returns the final counters.
+    pub fn stop(mut self) -> SubscriberStats {
+        self.shutdown();
+        self.stats()
+    }
+
+    fn shutdown(&mut self) {
+        self.stop.store(true, Ordering::Release);
+        if let Some(thread) = self.thread.take() {
+            if thread.join().is_err() {
+                log::error!("subscriber thread panicked");
+            }
+        }
+    }
+}
+
+impl Drop for Subscriber {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+/// The poll timeout while idle: how quickly a stop request is noticed.
+const IDLE_POLL: Duration = Duration::from_millis(100);
+/// How often a subscriber in trouble probes the brokers with a metadata request.
+const PROBE_EVERY: Duration = Duration::from_millis(500);
+
+type SubscriberConsumer = BaseConsumer<SubscriberContext>;
+
+/// The thread's state; the consumer is passed alongside because polled
+/// messages borrow it.
+struct Worker {
+    tx: Sender<SubscriberEvent>,
+    stop: Arc<AtomicBool>,
+    counters: Arc<Counters>,
+    dedup: DedupWindow,
+    max_batch: usize,
+    batch: Vec<Received>,
+    /// Highest offset handed over per (topic, partition) in the current batch.
+    offsets: Vec<(Topic, i32, i64)>,
+    batch_received: u64,
+    batch_duplicates: u64,
+    /// `None` before anything is known.
+    connected: Option<bool>,
+    last_error: Option<String>,
+    last_probe: Instant,
+}
+
+impl Worker {
+    fn run(mut self, consumer: SubscriberConsumer) {
+        while !self.stop.load(Ordering::Acquire) {
+            let first = consumer.poll(IDLE_POLL);
+            let got_any = first.is_some();
+            if let Some(first) = first {
+                self.handle(&consumer, first);
+                while self.batch.len() < self.max_batch {
+                    match consumer.poll(Duration::ZERO) {
+                        Some(next) => self.handle(&consumer, next),
+                        None => break,
+                    }
+                }
+            }
+            self.flush_batch(&consumer);
+            self.handle_notes(&consumer);
+            if !got_any && self.connected == Some(false) && self.last_probe.elapsed() >= PROBE_EVERY
+            {
+                self.probe(&consumer);
+            }
+        }
+        self.flush_batch(&consumer);
+        match consumer.commit_consumer_state(CommitMode::Sync) {
+            Ok(()) => {}
+            Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {}
+            Err(e) => log::warn!("subscriber: final commit failed: {e}"),
+        }
+    }
+
+    fn handle(
+        &mut self,
+        consumer: &SubscriberConsumer,
+        polled: Result<BorrowedMessage<'_>, KafkaError>,
+    ) {
+        let message = match polled {
+            Ok(m) => m,
+            Err(e) => return self.consume_error(consumer, e),
+        };
+        self.batch_received += 1;
+        let topic_name = message.topic();
+        let partition = message.partition();
+        let offset = message.offset();
+        let decoded = match Topic::from_name(topic_name) {
+            None => Err(format!("{topic_name} is not one of the noise.* topics")),
+            Some(topic) => match message.payload() {
+                None => Err("no payload (a tombstone)".to_owned()),
+                Some(payload) => match Envelope::decode(topic, payload) {
+                    Ok(envelope) => Ok((topic, envelope, payload)),
+                    Err(e) => Err(e.to_string()),
+                },
+            },
+        };
+        let (topic, envelope, payload) = match decoded {
+            Ok(d) => d,
+            Err(error) => {
+                let key = message
+                    .key()
+                    .map(|k| String::from_utf8_lossy(k).into_owned());
+                let topic = topic_name.to_owned();
+                log::warn!("subscriber: skipped {topic}[{partition}]@{offset}: {error}");
+                self.counters.malformed.fetch_add(1, Ordering::Relaxed);
+                if let Some(t) = Topic::from_name(&topic) {
+                    self.note_offset(t, partition, offset);
+                }
+                // keep arrival order: what came before goes first
+                self.flush_batch(consumer);
+                self.send(SubscriberEvent::Malformed(Malformed {
+                    topic,
+                    partition,
+                    offset,
+                    key,
+                    error,
+                }));
+                return;
+            }
+        };
+        self.note_offset(topic, partition, offset);
+        if !self
+            .dedup
+            .insert(&envelope.session_id, &envelope.producer_id, envelope.seq)
+        {
+            self.batch_duplicates += 1;
+            return;
+        }
+        let key = message.key().map(|k| match std::str::from_utf8(k) {
+            Ok(s) => s.to_owned(),
+            Err(_) => String::from_utf8_lossy(k).into_owned(),
+        });
+        self.batch.push(Received {
+            topic,
+            partition,
+            offset,
+            key,
+            kafka_timestamp_ms: message.timestamp().to_millis(),
+            received_at: Instant::now(),
+            received_unix_ms: unix_ms_now(),
+            envelope,
+            payload: payload.to_vec(),
+        });
+        if self.connected != Some(true) {
+            self.set_connected(ConnectionState::Connected);
+        }
+    }
+
+    fn note_offset(&mut self, topic: Topic, partition: i32, offset: i64) {
+        match self
+            .offsets
+            .iter_mut()
+            .find(|(t, p, _)| *t == topic && *p == partition)
+        {
+            Some(entry) => entry.2 = entry.2.max(offset),
+            None => self.offsets.push((topic, partition, offset)),
+        }
+    }
+
+    fn consume_error(&mut self, consumer: &SubscriberConsumer, error: KafkaError) {
+        let connection_trouble = matches!(
+            error.rdkafka_error_code(),
+            Some(
+                RDKafkaErrorCode::BrokerTransportFailure
+                    | RDKafkaErrorCode::AllBrokersDown
+                    | RDKafkaErrorCode::Resolve
+                    | RDKafkaErrorCode::Authentication
+                    | RDKafkaErrorCode::SSL
+                    | RDKafkaErrorCode::SaslAuthenticationFailed
+            )
+        );
+        // connection trouble reaches the context too, with better words
+        if !connection_trouble {
+            self.counters.consume_errors.fetch_add(1, Ordering::Relaxed);
+            log::warn!("subscriber: {error}");
+            self.flush_batch(consumer);
+            self.send(SubscriberEvent::ConsumeError {
+                error: error.to_string(),
+            });
+        }
+    }
+
+    /// Hands the batch over, then stores its offsets for commit.
+    fn flush_batch(&mut self, consumer: &SubscriberConsumer) {
+        let c = &self.counters;
+        c.received
+            .fetch_add(std::mem::take(&mut self.batch_received), Ordering::Relaxed);
+        c.duplicates.fetch_add(
+            std::mem::take(&mut self.batch_duplicates),
+            Ordering::Relaxed,
+        );
+        if !self.batch.is_empty() {
+            let batch = std::mem::replace(&mut self.batch, Vec::with_capacity(self.max_batch));
+            let n = batch.len() as u64;
+            if !self.send(SubscriberEvent::Messages(batch)) {
+                // stopping: the batch was not handed over, so its offsets are not stored
+                self.offsets.clear();
+                return;
+            }
+            self.counters.delivered.fetch_add(n, Ordering::Relaxed);
+        }
+        if !self.offsets.is_empty() {
+            let mut tpl = TopicPartitionList::with_capacity(self.offsets.len());
+            for (topic, partition, offset) in self.offsets.drain(..) {
+                if let Err(e) =
+                    tpl.add_partition_offset(topic.name(), partition, Offset::Offset(offset + 1))
+                {
+                    log::warn!("subscriber: cannot store offset: {e}");
+                }
+            }
+            if let Err(e) = consumer.store_offsets(&tpl) {
+                // e.g. the partition was revoked meanwhile: its new owner re-reads
+                log::debug!("subscriber: storing offsets: {e}");
+            }
+        }
+    }
+
+    /// Sends with backpressure, giving up only when asked to stop.
+    fn send(&self, event: SubscriberEvent) -> bool {
+        let mut event = event;
+        loop {
+            match self.tx.send_timeout(event, IDLE_POLL) {
+                Ok(()) => return true,
+                Err(SendTimeoutError::Timeout(back)) => {
+                    if self.stop.load(Ordering::Acquire) {
+                        return false;
+                    }
+                    event = back;
+                }
+                Err(SendTimeoutError::Disconnected(_)) => return false,
+            }
+        }
+    }
+
+    fn handle_notes(&mut self, consumer: &SubscriberConsumer) {
+        for note in consumer.context().take_notes() {
+            match note {
+                Note::Assigned => self.set_connected(ConnectionState::Connected),
+                Note::BrokerError(error) => {
+                    self.last_probe = Instant::now();
+                    self.set_connected(ConnectionState::Retrying { error });
+                }
+            }
+        }
+    }
+
+    fn probe(&mut self, consumer: &SubscriberConsumer) {
+        self.last_probe = Instant::now();
+        if consumer
+            .fetch_metadata(None, Duration::from_millis(300))
+            .is_ok()
+        {
+            self.set_connected(ConnectionState::Connected);
+        }
+    }
+
+    fn set_connected(&mut self, state: ConnectionState) {
+        // report changes only: a new error text is a change, a repeat is not
+        match &state {
+            ConnectionState::Connected => {
+                if self.connected == Some(true) {
+                    return;
+                }
+                self.last_error = None;
+            }
+            ConnectionState::Retrying { error } => {
+                if self.connected == Some(false) && self.last_error.as_ref() == Some(error) {
+                    return;
+                }
+                self.last_error = Some(error.clone());
+            }
+        }
+        self.connected = Some(matches!(state, ConnectionState::Connected));
+        self.send(SubscriberEvent::Connection(state));
+    }
+}

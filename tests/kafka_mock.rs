@@ -1,0 +1,654 @@
+//! The Kafka layer against the embedded broker (librdkafka's mock cluster, a
+//! real Kafka-protocol broker in this process).
+
+mod kafka_support;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use integr8tor::clock::VirtualClock;
+use integr8tor::kafka::{
+    Connection, ConnectionState, Draft, EmbeddedBroker, Endpoint, PublishOutcome, Publisher,
+    PublisherConfig, PublisherEvent, StartFrom, Subscriber, SubscriberConfig,
+};
+use integr8tor::{Actor, Body, Envelope, RawValue, Topic};
+use kafka_support::*;
+
+fn broker() -> (EmbeddedBroker, Connection) {
+    let broker = EmbeddedBroker::start(None).expect("embedded broker");
+    let conn = Connection::to_embedded(&broker);
+    (broker, conn)
+}
+
+fn value_of(e: &Envelope) -> f64 {
+    match &e.body {
+        Body::Param { value, .. } | Body::Mod { value, .. } => *value,
+        Body::Audio { peak, .. } => *peak,
+        Body::Event { .. } | Body::State { .. } => f64::NAN,
+    }
+}
+
+#[test]
+fn every_topic_round_trips_with_keys_and_per_key_order() {
+    let (_broker, conn) = broker();
+    let publisher = bulk_publisher(&conn, "test.roundtrip", "session-rt");
+    let sub = subscriber(&conn, &Topic::ALL, &unique_group("rt"), StartFrom::Earliest);
+
+    let mut sent: Vec<(Topic, String)> = Vec::new();
+    for round in 0..25 {
+        let v = round as f64 / 25.0;
+        for p in 0..8 {
+            let path = format!("gen.{p}.cutoff");
+            assert!(matches!(
+                publisher.publish(Draft::param(Actor::User, path.clone(), v)),
+                PublishOutcome::Queued { .. }
+            ));
+            sent.push((Topic::Params, path));
+        }
+        for bus in 0..4 {
+            publisher.publish(Draft::mod_value(bus, v, Some("lfo".into())));
+            sent.push((Topic::Mod, format!("bus.{bus}")));
+        }
+        for src in ["gen.1", "master"] {
+            publisher.publish(Draft::audio(src, v, Some(v / 2.0)));
+            sent.push((Topic::Audio, src.to_owned()));
+        }
+        if round % 5 == 0 {
+            for ty in ["note_on", "note_off", "preset_load"] {
+                let fields = vec![
+                    (
+                        "note".to_owned(),
+                        RawValue::from_value(&rmpv::Value::from(60 + round)),
+                    ),
+                    (
+                        "velocity".to_owned(),
+                        RawValue::from_value(&rmpv::Value::F64(v)),
+                    ),
+                ];
+                publisher.publish(Draft::event(Actor::Midi, ty, fields));
+                sent.push((Topic::Events, ty.to_owned()));
+            }
+            let state = RawValue::from_value(&rmpv::Value::Map(vec![(
+                rmpv::Value::from("gen.1.cutoff"),
+                rmpv::Value::F64(v),
+            )]));
+            publisher.publish(Draft::state("preset", state));
+            sent.push((Topic::State, "preset".to_owned()));
+        }
+    }
+    let total = sent.len();
+    publisher.flush(Duration::from_secs(20)).expect("flush");
+    assert_eq!(publisher.stats().delivered, total as u64);
+
+    let mut got = Collected::default();
+    collect_messages(&sub, &mut got, total, Duration::from_secs(30));
+    assert_eq!(got.messages.len(), total);
+
+    let mut per_topic_key: BTreeMap<(Topic, String), Vec<&integr8tor::kafka::Received>> =
+        BTreeMap::new();
+    for m in &got.messages {
+        let key = m.key.clone().expect("every message has a key");
+        assert_eq!(
+            key,
+            m.envelope.kafka_key(),
+            "key follows FORMATS.md section 1"
+        );
+        assert_eq!(m.envelope.topic(), m.topic);
+        assert_eq!(m.envelope.session_id, "session-rt");
+        assert_eq!(m.envelope.producer_id, "test.roundtrip");
+        // the raw payload is what was on the wire and decodes to the same envelope
+        assert_eq!(Envelope::decode(m.topic, &m.payload).unwrap(), m.envelope);
+        per_topic_key.entry((m.topic, key)).or_default().push(m);
+    }
+    let mut expected_counts: HashMap<(Topic, String), usize> = HashMap::new();
+    for k in &sent {
+        *expected_counts.entry(k.clone()).or_default() += 1;
+    }
+    assert_eq!(per_topic_key.len(), expected_counts.len());
+    for (k, msgs) in &per_topic_key {
+        assert_eq!(msgs.len(), expected_counts[k], "{k:?}");
+        // per key: seq strictly increasing in arrival order, offsets too, values in publish order
+        for w in msgs.windows(2) {
+            assert!(w[0].envelope.seq < w[1].envelope.seq, "{k:?} out of order");
+            assert!(w[0].offset < w[1].offset);
+            assert_eq!(w[0].partition, w[1].partition, "one key, one partition");
+            let (a, b) = (value_of(&w[0].envelope), value_of(&w[1].envelope));
+            assert!(a.is_nan() || a < b, "{k:?}: {a} then {b}");
+        }
+    }
+    // params keys spread over the 4 partitions, extras survive the trip
+    let params_partitions: std::collections::HashSet<i32> = got
+        .messages
+        .iter()
+        .filter(|m| m.topic == Topic::Params)
+        .map(|m| m.partition)
+        .collect();
+    assert!(params_partitions.len() > 1, "{params_partitions:?}");
+    let note_on = got
+        .messages
+        .iter()
+        .find(|m| m.key.as_deref() == Some("note_on"))
+        .unwrap();
+    assert_eq!(
+        note_on
+            .envelope
+            .extra_field("note")
+            .unwrap()
+            .decode()
+            .unwrap(),
+        rmpv::Value::from(60)
+    );
+    assert_eq!(sub.stats().duplicates, 0);
+    assert_eq!(sub.stats().malformed, 0);
+}
+
+#[test]
+fn a_triple_delivered_twice_reaches_the_subscriber_once() {
+    let (_broker, conn) = broker();
+    let sub = subscriber(
+        &conn,
+        &[Topic::Events, Topic::Params],
+        &unique_group("dup"),
+        StartFrom::Earliest,
+    );
+    let raw = raw_producer(&conn);
+    let a = envelope_bytes(Topic::Events, "s", "py", 1);
+    let b = envelope_bytes(Topic::Events, "s", "py", 2);
+    send_raw(&raw, Topic::Events, "note_on", &a);
+    send_raw(&raw, Topic::Events, "note_on", &a);
+    send_raw(&raw, Topic::Events, "note_on", &b);
+    send_raw(&raw, Topic::Events, "note_on", &a);
+    // the same triple on another topic is the same message re-sent: dropped too
+    send_raw(
+        &raw,
+        Topic::Params,
+        "gen.1.cutoff",
+        &envelope_bytes(Topic::Params, "s", "py", 2),
+    );
+    // same seq, another producer or session: different messages
+    send_raw(
+        &raw,
+        Topic::Events,
+        "note_on",
+        &envelope_bytes(Topic::Events, "s", "other", 1),
+    );
+    send_raw(
+        &raw,
+        Topic::Events,
+        "note_on",
+        &envelope_bytes(Topic::Events, "s2", "py", 1),
+    );
+
+    let mut got = Collected::default();
+    let all_read = collect_until(&sub, &mut got, Duration::from_secs(20), |_| {
+        sub.stats().received >= 7
+    });
+    assert!(all_read, "{:?}", sub.stats());
+    // let anything stray arrive
+    collect_until(&sub, &mut got, Duration::from_millis(300), |_| false);
+    let triples: Vec<(String, String, u64)> = got
+        .messages
+        .iter()
+        .map(|m| {
+            (
+                m.envelope.session_id.clone(),
+                m.envelope.producer_id.clone(),
+                m.envelope.seq,
+            )
+        })
+        .collect();
+    assert_eq!(
+        triples,
+        vec![
+            ("s".into(), "py".into(), 1),
+            ("s".into(), "py".into(), 2),
+            ("s".into(), "other".into(), 1),
+            ("s2".into(), "py".into(), 1),
+        ]
+    );
+    let stats = sub.stats();
+    assert_eq!(stats.duplicates, 3);
+    assert_eq!(stats.delivered, 4);
+}
+
+#[test]
+fn malformed_messages_are_counted_located_and_skipped() {
+    let (_broker, conn) = broker();
+    let sub = subscriber(
+        &conn,
+        &[Topic::Events],
+        &unique_group("bad"),
+        StartFrom::Earliest,
+    );
+    let raw = raw_producer(&conn);
+    send_raw(
+        &raw,
+        Topic::Events,
+        "note_on",
+        &envelope_bytes(Topic::Events, "s", "py", 1),
+    );
+    send_raw(
+        &raw,
+        Topic::Events,
+        "note_on",
+        b"\xc1\xc1 this is not msgpack",
+    );
+    let mut no_seq = envelope_bytes(Topic::Events, "s", "py", 99);
+    // rebuild without seq
+    {
+        let mut v = rmpv::decode::read_value(&mut &no_seq[..]).unwrap();
+        if let rmpv::Value::Map(entries) = &mut v {
+            entries.retain(|(k, _)| k.as_str() != Some("seq"));
+        }
+        no_seq.clear();
+        rmpv::encode::write_value(&mut no_seq, &v).unwrap();
+    }
+    send_raw(&raw, Topic::Events, "note_on", &no_seq);
+    send_raw(
+        &raw,
+        Topic::Events,
+        "note_on",
+        &envelope_bytes(Topic::Events, "s", "py", 2),
+    );
+
+    let mut got = Collected::default();
+    let done = collect_until(&sub, &mut got, Duration::from_secs(20), |c| {
+        c.messages.len() >= 2 && c.malformed.len() >= 2
+    });
+    assert!(done, "{got:?}");
+    assert_eq!(
+        got.messages
+            .iter()
+            .map(|m| m.envelope.seq)
+            .collect::<Vec<_>>(),
+        vec![1, 2]
+    );
+    assert_eq!(got.malformed.len(), 2);
+    let bad = &got.malformed[0];
+    assert_eq!(
+        (bad.topic.as_str(), bad.partition, bad.offset),
+        ("noise.events", 0, 1)
+    );
+    assert!(bad.error.contains("MessagePack"), "{}", bad.error);
+    let no_seq = &got.malformed[1];
+    assert_eq!(no_seq.offset, 2);
+    assert!(no_seq.error.contains("seq"), "{}", no_seq.error);
+    assert_eq!(no_seq.key.as_deref(), Some("note_on"));
+    // arrival order is kept: message, bad, bad, message
+    assert_eq!(got.order.replace('C', ""), "MXXM");
+    assert_eq!(sub.stats().malformed, 2);
+}
+
+#[test]
+fn a_five_second_outage_loses_nothing_and_never_blocks_the_caller() {
+    let (broker, conn) = broker();
+    let publisher = bulk_publisher(&conn, "test.outage", "session-out");
+    let sub = subscriber(
+        &conn,
+        &[Topic::Params],
+        &unique_group("out"),
+        StartFrom::Earliest,
+    );
+    let mut got = Collected::default();
+
+    let mut accepted = Vec::new();
+    for i in 0..100 {
+        if let PublishOutcome::Queued { seq } =
+            publisher.publish(Draft::param(Actor::User, format!("p.{}", i % 10), 0.5))
+        {
+            accepted.push(seq);
+        }
+    }
+    collect_messages(&sub, &mut got, 100, Duration::from_secs(20));
+
+    broker.set_down().expect("down");
+    let outage = Instant::now();
+    let mut slowest = Duration::ZERO;
+    let mut i = 0;
+    while outage.elapsed() < Duration::from_secs(5) {
+        let t = Instant::now();
+        let outcome = publisher.publish(Draft::param(Actor::User, format!("p.{}", i % 10), 0.25));
+        slowest = slowest.max(t.elapsed());
+        if let PublishOutcome::Queued { seq } = outcome {
+            accepted.push(seq);
+        }
+        i += 1;
+        // keep draining so the subscriber is never blocked by us
+        while let Ok(e) = sub.events().try_recv() {
+            got.absorb(e);
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    broker.set_up().expect("up");
+    // a publish call never waits for the broker (generous bound: it takes microseconds)
+    assert!(
+        slowest < Duration::from_millis(50),
+        "slowest publish call {slowest:?}"
+    );
+    assert!(accepted.len() > 300, "{} accepted", accepted.len());
+
+    let n = accepted.len();
+    collect_messages(&sub, &mut got, n, Duration::from_secs(60));
+    collect_until(&sub, &mut got, Duration::from_millis(500), |_| false);
+    let mut seqs: Vec<u64> = got.messages.iter().map(|m| m.envelope.seq).collect();
+    seqs.sort_unstable();
+    assert_eq!(seqs, accepted, "every accepted message exactly once");
+
+    publisher.flush(Duration::from_secs(10)).unwrap();
+    let stats = publisher.stats();
+    assert_eq!(stats.delivered, n as u64);
+    assert_eq!(stats.delivery_failed, 0);
+    assert_eq!(stats.queue_full, 0);
+    // the subscriber noticed, and came back
+    let retry_at = got
+        .states
+        .iter()
+        .position(|s| matches!(s, ConnectionState::Retrying { .. }))
+        .expect("the outage is reported as retrying");
+    assert!(
+        got.states[retry_at..].contains(&ConnectionState::Connected),
+        "{:?}",
+        got.states
+    );
+    if let ConnectionState::Retrying { error } = &got.states[retry_at] {
+        assert!(!error.is_empty());
+    }
+}
+
+#[test]
+fn a_full_queue_drops_and_counts_instead_of_waiting() {
+    let (broker, conn) = broker();
+    let conn = conn.with_option("queue.buffering.max.messages", "10");
+    let publisher = bulk_publisher(&conn, "test.full", "s");
+    broker.set_down().unwrap();
+    let mut outcomes = Vec::new();
+    let t = Instant::now();
+    for i in 0..50 {
+        outcomes.push(publisher.publish(Draft::param(Actor::User, format!("p{i}"), 0.1)));
+    }
+    assert!(t.elapsed() < Duration::from_secs(1));
+    let queued = outcomes
+        .iter()
+        .filter(|o| matches!(o, PublishOutcome::Queued { .. }))
+        .count();
+    let full = outcomes
+        .iter()
+        .filter(|o| **o == PublishOutcome::QueueFull)
+        .count();
+    assert_eq!((queued, full), (10, 40));
+    // dropped messages do not use up seq numbers
+    assert_eq!(publisher.next_seq(), 11);
+    assert_eq!(publisher.stats().queue_full, 40);
+    broker.set_up().unwrap();
+    publisher.flush(Duration::from_secs(30)).unwrap();
+    assert_eq!(publisher.stats().delivered, 10);
+}
+
+#[test]
+fn delivery_failures_arrive_as_counted_events() {
+    let (broker, conn) = broker();
+    let conn = conn.with_option("message.timeout.ms", "1500");
+    let publisher = bulk_publisher(&conn, "test.fail", "s");
+    broker.set_down().unwrap();
+    for i in 0..3 {
+        assert!(matches!(
+            publisher.publish(Draft::param(Actor::User, format!("p{i}"), 0.1)),
+            PublishOutcome::Queued { .. }
+        ));
+    }
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let mut failed = Vec::new();
+    while failed.len() < 3 && Instant::now() < deadline {
+        if let Ok(PublisherEvent::DeliveryFailed {
+            seq, topic, error, ..
+        }) = publisher.events().recv_timeout(Duration::from_millis(200))
+        {
+            assert_eq!(topic, "noise.params");
+            assert!(error.contains("timed out"), "{error}");
+            failed.push(seq);
+        }
+    }
+    failed.sort_unstable();
+    assert_eq!(failed, vec![1, 2, 3]);
+    assert_eq!(publisher.stats().delivery_failed, 3);
+    assert_eq!(publisher.stats().delivered, 0);
+}
+
+#[test]
+fn rate_limits_drop_the_excess_and_keep_the_last_value() {
+    let (_broker, conn) = broker();
+    let clock = VirtualClock::new();
+    let publisher = Publisher::new(
+        &conn,
+        PublisherConfig::new("test.rate", "s"),
+        Arc::new(clock.clone()),
+    )
+    .unwrap();
+    let sub = subscriber(
+        &conn,
+        &[Topic::Params],
+        &unique_group("rate"),
+        StartFrom::Earliest,
+    );
+
+    // a fast gesture: 10 values at one instant on one path
+    let outcomes: Vec<_> = (1..=10)
+        .map(|i| publisher.publish(Draft::param(Actor::User, "gen.1.cutoff", i as f64 / 10.0)))
+        .collect();
+    let queued = outcomes
+        .iter()
+        .filter(|o| matches!(o, PublishOutcome::Queued { .. }))
+        .count();
+    assert_eq!(queued, 2, "60 Hz with a burst of two");
+    assert!(matches!(outcomes[2], PublishOutcome::RateLimited { .. }));
+    assert_eq!(publisher.stats().rate_limited, 8);
+    // replay is never limited
+    for i in 0..20 {
+        assert!(matches!(
+            publisher.publish(Draft::param(Actor::Replay, "gen.2.cutoff", i as f64 / 20.0)),
+            PublishOutcome::Queued { .. }
+        ));
+    }
+    // nothing is released before the key opens; then the last value goes
+    assert_eq!(publisher.flush_rate_limited(), 0);
+    clock.advance(Duration::from_millis(17));
+    assert_eq!(publisher.flush_rate_limited(), 1);
+    assert_eq!(publisher.held_count(), 0);
+
+    let mut got = Collected::default();
+    collect_messages(&sub, &mut got, 23, Duration::from_secs(20));
+    let cutoff: Vec<f64> = got
+        .messages
+        .iter()
+        .filter_map(|m| {
+            m.envelope
+                .param()
+                .filter(|(p, _)| *p == "gen.1.cutoff")
+                .map(|(_, v)| v)
+        })
+        .collect();
+    assert_eq!(cutoff, vec![0.1, 0.2, 1.0]);
+}
+
+#[test]
+fn a_new_session_restarts_seq_and_is_not_taken_for_a_duplicate() {
+    let (_broker, conn) = broker();
+    let publisher = bulk_publisher(&conn, "test.session", "first");
+    let sub = subscriber(
+        &conn,
+        &[Topic::Events],
+        &unique_group("sess"),
+        StartFrom::Earliest,
+    );
+    for _ in 0..3 {
+        publisher.publish(Draft::event(Actor::User, "marker", vec![]));
+    }
+    publisher.set_session("second");
+    assert_eq!(publisher.next_seq(), 1);
+    for _ in 0..2 {
+        publisher.publish(Draft::event(Actor::User, "marker", vec![]));
+    }
+    let mut got = Collected::default();
+    collect_messages(&sub, &mut got, 5, Duration::from_secs(20));
+    let ids: Vec<(String, u64)> = got
+        .messages
+        .iter()
+        .map(|m| (m.envelope.session_id.clone(), m.envelope.seq))
+        .collect();
+    assert_eq!(
+        ids,
+        vec![
+            ("first".into(), 1),
+            ("first".into(), 2),
+            ("first".into(), 3),
+            ("second".into(), 1),
+            ("second".into(), 2)
+        ]
+    );
+}
+
+#[test]
+fn a_restarted_subscriber_resumes_where_it_committed() {
+    let (_broker, conn) = broker();
+    let publisher = bulk_publisher(&conn, "test.resume", "s");
+    let group = unique_group("resume");
+    for i in 0..10 {
+        publisher.publish(Draft::param(Actor::User, format!("p{}", i % 3), 0.1));
+    }
+    publisher.flush(Duration::from_secs(10)).unwrap();
+    let first = subscriber(&conn, &[Topic::Params], &group, StartFrom::Earliest);
+    let mut got = Collected::default();
+    collect_messages(&first, &mut got, 10, Duration::from_secs(20));
+    first.stop();
+
+    for i in 10..15 {
+        publisher.publish(Draft::param(Actor::User, format!("p{}", i % 3), 0.2));
+    }
+    publisher.flush(Duration::from_secs(10)).unwrap();
+    let second = subscriber(&conn, &[Topic::Params], &group, StartFrom::Earliest);
+    let mut again = Collected::default();
+    collect_messages(&second, &mut again, 5, Duration::from_secs(20));
+    collect_until(&second, &mut again, Duration::from_millis(500), |_| false);
+    let mut seqs: Vec<u64> = again.messages.iter().map(|m| m.envelope.seq).collect();
+    seqs.sort_unstable();
+    assert_eq!(seqs, (11..=15).collect::<Vec<_>>());
+    assert_eq!(
+        second.stats().received,
+        5,
+        "nothing before the commit is read again"
+    );
+}
+
+#[test]
+fn a_latest_subscriber_sees_only_what_comes_after_it_joined() {
+    let (_broker, conn) = broker();
+    let publisher = bulk_publisher(&conn, "test.latest", "s");
+    publisher.publish(Draft::event(Actor::User, "before", vec![]));
+    publisher.flush(Duration::from_secs(10)).unwrap();
+    let sub = subscriber(
+        &conn,
+        &[Topic::Events],
+        &unique_group("latest"),
+        StartFrom::Latest,
+    );
+    let mut got = Collected::default();
+    wait_connected(&sub, &mut got, Duration::from_secs(20));
+    // "Latest" is resolved just after the assignment, so the first "after"
+    // may still fall before it: keep publishing until one arrives.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while got.messages.is_empty() && Instant::now() < deadline {
+        publisher.publish(Draft::event(Actor::User, "after", vec![]));
+        collect_until(&sub, &mut got, Duration::from_millis(300), |c| {
+            !c.messages.is_empty()
+        });
+    }
+    assert!(!got.messages.is_empty(), "nothing arrived after joining");
+    assert!(
+        got.messages
+            .iter()
+            .all(|m| m.key.as_deref() == Some("after")),
+        "a latest subscriber read what came before it joined"
+    );
+}
+
+#[test]
+fn errors_from_librdkafka_are_in_words() {
+    let conn = Connection::new("127.0.0.1:1").with_option("no.such.option", "1");
+    let err = Publisher::new(&conn, PublisherConfig::new("p", "s"), clock()).unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.contains("no.such.option") && text.contains("creating the producer"),
+        "{text}"
+    );
+    let err = Subscriber::start(
+        &Connection::new("127.0.0.1:1").with_option("security.protocol", "carrier-pigeon"),
+        SubscriberConfig::new("g", &[Topic::Params]),
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("carrier-pigeon"), "{err}");
+
+    // an unreachable broker is reported on the channel with librdkafka's words
+    let sub = subscriber(
+        &Connection::new("127.0.0.1:1"),
+        &[Topic::Params],
+        "g",
+        StartFrom::Latest,
+    );
+    let mut got = Collected::default();
+    let seen = collect_until(&sub, &mut got, Duration::from_secs(10), |c| {
+        c.states
+            .iter()
+            .any(|s| matches!(s, ConnectionState::Retrying { error } if error.contains("refused")))
+    });
+    assert!(seen, "{:?}", got.states);
+}
+
+#[test]
+fn no_brokers_means_the_embedded_broker() {
+    let endpoint = Endpoint::open(None, vec![], None).unwrap();
+    let broker = endpoint.embedded().expect("embedded broker started");
+    assert!(broker.bootstrap().starts_with("127.0.0.1:"));
+    assert!(endpoint.connection().is_embedded());
+    let outcomes =
+        integr8tor::kafka::create_topics(endpoint.connection(), 1, Duration::from_secs(10))
+            .unwrap();
+    assert_eq!(outcomes.len(), 5);
+    assert!(outcomes
+        .iter()
+        .all(|(_, o)| matches!(o, integr8tor::kafka::TopicOutcome::Existed { .. })));
+    assert_eq!(
+        outcomes[0].1,
+        integr8tor::kafka::TopicOutcome::Existed {
+            partitions: Some(4)
+        }
+    );
+    let external = Endpoint::open(Some("h:1"), vec![], None).unwrap();
+    assert!(external.embedded().is_none());
+}
+
+#[test]
+fn a_chosen_port_is_served_and_refused_when_taken() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    drop(listener);
+    let broker = EmbeddedBroker::start(Some(port)).unwrap();
+    assert_eq!(broker.bootstrap(), format!("127.0.0.1:{port}"));
+    let conn = Connection::to_embedded(&broker);
+    let publisher = bulk_publisher(&conn, "test.port", "s");
+    let sub = subscriber(
+        &conn,
+        &[Topic::Events],
+        &unique_group("port"),
+        StartFrom::Earliest,
+    );
+    publisher.publish(Draft::event(Actor::User, "hello", vec![]));
+    let mut got = Collected::default();
+    collect_messages(&sub, &mut got, 1, Duration::from_secs(20));
+
+    let err = EmbeddedBroker::start(Some(port)).unwrap_err();
+    assert!(
+        err.to_string().contains(&format!("127.0.0.1:{port}")),
+        "{err}"
+    );
+}
