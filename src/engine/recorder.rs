@@ -1,0 +1,427 @@
+//! The recorder: `noise.params`, `noise.events` and `noise.mod` to a session
+//! file, by the writing rules of FORMATS.md section 3.
+//!
+//! A [`Subscriber`] decodes and drops duplicates; the recorder thread drops
+//! what the actor rules exclude (`replay`, `telemetry`) and appends the rest,
+//! byte for byte as received, through a [`SessionWriter`] that flushes at
+//! least every 100 ms. A killed process therefore loses at most the last
+//! 100 ms, and the file loads as it is. [`Recorder::stop`] stops the
+//! subscriber, writes everything it had already handed over, and fsyncs.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+
+use super::EngineError;
+use crate::kafka::{
+    unix_ms_now, Connection, ConnectionState, StartFrom, Subscriber, SubscriberConfig,
+    SubscriberEvent,
+};
+use crate::session::writer::SessionWriter;
+use crate::Topic;
+
+/// The topics a recorder consumes (FORMATS.md section 3, rule 1).
+pub const RECORDED_TOPICS: [Topic; 3] = [Topic::Params, Topic::Events, Topic::Mod];
+
+/// Where sessions go unless told otherwise: the platform's data directory
+/// plus `integr8tor/sessions` (e.g. `~/.local/share/integr8tor/sessions`).
+pub fn default_sessions_dir() -> PathBuf {
+    dirs::data_dir()
+        .unwrap_or_else(|| PathBuf::from("."))
+        .join("integr8tor")
+        .join("sessions")
+}
+
+/// How a recording starts.
+#[derive(Debug, Clone)]
+pub struct RecorderConfig {
+    /// Folder for new files named by their start time.
+    pub sessions_dir: PathBuf,
+    /// An explicit file instead (must not exist).
+    pub out: Option<PathBuf>,
+    /// Where to start when the group has no committed offset.
+    pub start: StartFrom,
+    /// Consumer group.
+    pub group_id: String,
+    /// Snapshot interval (FORMATS.md: 5,000 ms).
+    pub snapshot_interval_ms: i64,
+    /// How often stats are reported.
+    pub stats_every: Duration,
+}
+
+impl RecorderConfig {
+    /// Defaults: a new file in `sessions_dir`, from the latest messages, a
+    /// fresh consumer group.
+    pub fn new(sessions_dir: impl Into<PathBuf>) -> RecorderConfig {
+        RecorderConfig {
+            sessions_dir: sessions_dir.into(),
+            out: None,
+            start: StartFrom::Latest,
+            group_id: format!("integr8tor-recorder-{}-{}", std::process::id(), unix_ms_now()),
+            snapshot_interval_ms: crate::session::writer::SNAPSHOT_INTERVAL_MS,
+            stats_every: Duration::from_millis(250),
+        }
+    }
+}
+
+/// Counters of a recording.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct RecorderStats {
+    /// Since the start.
+    pub elapsed_ms: u64,
+    /// Event records written.
+    pub events: u64,
+    /// Snapshot records written.
+    pub snapshots: u64,
+    /// Events per second over the last report interval.
+    pub events_per_s: f64,
+    /// Bytes written (buffered or on disk).
+    pub bytes: u64,
+    /// Duplicates dropped by the subscriber.
+    pub duplicates: u64,
+    /// Undecodable messages skipped.
+    pub malformed: u64,
+    /// Dropped by the actor rules (`replay`, `telemetry`).
+    pub filtered: u64,
+}
+
+/// What the recorder reports while running.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RecorderEvent {
+    /// Progress.
+    Stats(RecorderStats),
+    /// The link to the brokers changed.
+    Connection(ConnectionState),
+    /// A message was skipped or something failed; the text says what and where.
+    Warning(String),
+    /// Writing failed: the recording has stopped (everything before is on disk).
+    Failed(String),
+}
+
+/// How a recording ended.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecorderSummary {
+    /// The file.
+    pub path: PathBuf,
+    /// Final counters.
+    pub stats: RecorderStats,
+}
+
+/// A running recording. Dropping it stops it cleanly (see [`Recorder::stop`]).
+pub struct Recorder {
+    path: PathBuf,
+    stop: Arc<AtomicBool>,
+    events: Receiver<RecorderEvent>,
+    thread: Option<JoinHandle<Result<RecorderSummary, EngineError>>>,
+}
+
+impl std::fmt::Debug for Recorder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Recorder")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Recorder {
+    /// Creates the file and starts consuming.
+    pub fn start(connection: &Connection, config: RecorderConfig) -> Result<Recorder, EngineError> {
+        let path = match &config.out {
+            Some(p) => p.clone(),
+            None => new_session_path(&config.sessions_dir, unix_ms_now()),
+        };
+        let writer = SessionWriter::create(&path)?
+            .with_snapshot_interval(config.snapshot_interval_ms);
+        let subscriber = Subscriber::start(
+            connection,
+            SubscriberConfig {
+                thread_name: "recorder-consumer".to_owned(),
+                ..SubscriberConfig::new(config.group_id.clone(), &RECORDED_TOPICS)
+                    .start_from(config.start)
+            },
+        )?;
+        let (tx, events) = crossbeam_channel::bounded(256);
+        let stop = Arc::new(AtomicBool::new(false));
+        let worker = Worker {
+            writer,
+            tx,
+            stats: RecorderStats::default(),
+            started: Instant::now(),
+            stats_every: config.stats_every,
+        };
+        let thread = {
+            let stop = Arc::clone(&stop);
+            std::thread::Builder::new()
+                .name("recorder".to_owned())
+                .spawn(move || worker.run(subscriber, stop))
+                .map_err(|e| EngineError::Io {
+                    context: "starting the recorder thread".to_owned(),
+                    error: e,
+                })?
+        };
+        Ok(Recorder {
+            path,
+            stop,
+            events,
+            thread: Some(thread),
+        })
+    }
+
+    /// The file being written.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Progress and warnings.
+    pub fn events(&self) -> &Receiver<RecorderEvent> {
+        &self.events
+    }
+
+    /// Whether the recorder thread has ended (after a write failure).
+    pub fn is_finished(&self) -> bool {
+        self.thread.as_ref().is_none_or(|t| t.is_finished())
+    }
+
+    /// Stops consuming, writes what was already received, fsyncs, and
+    /// returns the final counters.
+    pub fn stop(mut self) -> Result<RecorderSummary, EngineError> {
+        self.shutdown()
+    }
+
+    fn shutdown(&mut self) -> Result<RecorderSummary, EngineError> {
+        self.stop.store(true, Ordering::Release);
+        match self.thread.take() {
+            Some(t) => t
+                .join()
+                .unwrap_or_else(|_| Err(EngineError::Stopped("the recorder thread panicked".into()))),
+            None => Err(EngineError::Stopped("the recorder was already stopped".into())),
+        }
+    }
+}
+
+impl Drop for Recorder {
+    fn drop(&mut self) {
+        if self.thread.is_some() {
+            if let Err(e) = self.shutdown() {
+                log::error!("recorder: {e}");
+            }
+        }
+    }
+}
+
+/// `DIR/session-YYYY-MM-DD-HHMMSS.msgpack` (UTC) for a start time, with a
+/// `-2`, `-3`, ... suffix if that name is taken.
+pub fn new_session_path(dir: &Path, unix_ms: i64) -> PathBuf {
+    let stem = format!("session-{}", utc_stamp(unix_ms));
+    let mut path = dir.join(format!("{stem}.msgpack"));
+    let mut n = 2;
+    while path.exists() {
+        path = dir.join(format!("{stem}-{n}.msgpack"));
+        n += 1;
+    }
+    path
+}
+
+/// `YYYY-MM-DD-HHMMSS` in UTC.
+pub fn utc_stamp(unix_ms: i64) -> String {
+    let secs = unix_ms.div_euclid(1000);
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    let (y, m, d) = civil_from_days(days);
+    format!(
+        "{y:04}-{m:02}-{d:02}-{:02}{:02}{:02}",
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60
+    )
+}
+
+/// Proleptic Gregorian date of a day count since 1970-01-01.
+fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    // shift to an era starting 0000-03-01 so leap days fall at the end
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d)
+}
+
+struct Worker {
+    writer: SessionWriter,
+    tx: Sender<RecorderEvent>,
+    stats: RecorderStats,
+    started: Instant,
+    stats_every: Duration,
+}
+
+impl Worker {
+    fn run(
+        mut self,
+        subscriber: Subscriber,
+        stop: Arc<AtomicBool>,
+    ) -> Result<RecorderSummary, EngineError> {
+        let incoming = subscriber.events().clone();
+        let mut last_report = Instant::now();
+        let mut events_at_report = 0;
+        let result = loop {
+            if stop.load(Ordering::Acquire) {
+                break Ok(());
+            }
+            match incoming.recv_timeout(Duration::from_millis(20)) {
+                Ok(event) => {
+                    if let Err(e) = self.apply(event) {
+                        break Err(e);
+                    }
+                    // take whatever else is ready before looking at the clock
+                    let mut failed = None;
+                    for event in incoming.try_iter().take(64) {
+                        if let Err(e) = self.apply(event) {
+                            failed = Some(e);
+                            break;
+                        }
+                    }
+                    if let Some(e) = failed {
+                        break Err(e);
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => {
+                    break Err(EngineError::Stopped("the consumer thread ended".into()))
+                }
+            }
+            if let Err(e) = self.writer.flush_if_due(Instant::now()) {
+                break Err(e.into());
+            }
+            if last_report.elapsed() >= self.stats_every {
+                let dt = last_report.elapsed().as_secs_f64();
+                self.refresh(&subscriber);
+                self.stats.events_per_s = (self.stats.events - events_at_report) as f64 / dt;
+                events_at_report = self.stats.events;
+                last_report = Instant::now();
+                let _ = self.tx.try_send(RecorderEvent::Stats(self.stats));
+            }
+        };
+        // stop consuming; what the consumer already handed over is still queued
+        let final_counts = subscriber.stop();
+        let mut result = result;
+        if result.is_ok() {
+            for event in incoming.try_iter() {
+                if let Err(e) = self.apply(event) {
+                    result = Err(e);
+                    break;
+                }
+            }
+        }
+        self.stats.duplicates = final_counts.duplicates;
+        self.stats.malformed = final_counts.malformed;
+        let path = self.writer.path().to_owned();
+        let finished = self.writer.finish();
+        let written = match (&finished, &result) {
+            (Ok(w), _) => Some(*w),
+            _ => None,
+        };
+        if let Some(w) = written {
+            self.stats.events = w.events;
+            self.stats.snapshots = w.snapshots;
+            self.stats.bytes = w.bytes;
+        }
+        self.stats.elapsed_ms = self.started.elapsed().as_millis() as u64;
+        let outcome = result.and(finished.map_err(EngineError::from));
+        match outcome {
+            Ok(_) => {
+                let _ = self.tx.try_send(RecorderEvent::Stats(self.stats));
+                Ok(RecorderSummary {
+                    path,
+                    stats: self.stats,
+                })
+            }
+            Err(e) => {
+                let _ = self.tx.try_send(RecorderEvent::Failed(e.to_string()));
+                Err(e)
+            }
+        }
+    }
+
+    fn refresh(&mut self, subscriber: &Subscriber) {
+        let s = subscriber.stats();
+        self.stats.duplicates = s.duplicates;
+        self.stats.malformed = s.malformed;
+        let w = self.writer.stats();
+        self.stats.events = w.events;
+        self.stats.snapshots = w.snapshots;
+        self.stats.bytes = w.bytes;
+        self.stats.elapsed_ms = self.started.elapsed().as_millis() as u64;
+    }
+
+    fn apply(&mut self, event: SubscriberEvent) -> Result<(), EngineError> {
+        match event {
+            SubscriberEvent::Messages(batch) => {
+                for m in batch {
+                    if !m.envelope.actor_kind().is_recorded() {
+                        self.stats.filtered += 1;
+                        continue;
+                    }
+                    let key = m.key.as_deref().unwrap_or_else(|| m.envelope.kafka_key());
+                    match self.writer.append_event(m.topic.name(), Some(key), &m.payload) {
+                        Ok(()) => {}
+                        Err(crate::session::writer::WriteError::InvalidEnvelope(why)) => {
+                            // decoded by the subscriber, so this is a contract edge case
+                            let _ = self.tx.try_send(RecorderEvent::Warning(format!(
+                                "{}[{}]@{}: not recorded: {why}",
+                                m.topic, m.partition, m.offset
+                            )));
+                        }
+                        Err(e) => return Err(e.into()),
+                    }
+                }
+            }
+            SubscriberEvent::Malformed(m) => {
+                let _ = self.tx.try_send(RecorderEvent::Warning(format!(
+                    "{}[{}]@{}: skipped: {}",
+                    m.topic, m.partition, m.offset, m.error
+                )));
+            }
+            SubscriberEvent::Connection(state) => {
+                let _ = self.tx.try_send(RecorderEvent::Connection(state));
+            }
+            SubscriberEvent::ConsumeError { error } => {
+                let _ = self.tx.try_send(RecorderEvent::Warning(error));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stamps_are_utc_calendar_times() {
+        assert_eq!(utc_stamp(0), "1970-01-01-000000");
+        // 2024-02-29 23:59:59.999 UTC, a leap day
+        assert_eq!(utc_stamp(1_709_251_199_999), "2024-02-29-235959");
+        assert_eq!(utc_stamp(1_709_251_200_000), "2024-03-01-000000");
+        // 2026-11-25 16:22:50 UTC
+        assert_eq!(utc_stamp(1_795_623_770_000), "2026-11-25-162250");
+        assert_eq!(utc_stamp(-1000), "1969-12-31-235959");
+    }
+
+    #[test]
+    fn a_taken_name_gets_a_suffix() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = new_session_path(dir.path(), 0);
+        assert!(first.ends_with("session-1970-01-01-000000.msgpack"));
+        std::fs::write(&first, b"").unwrap();
+        let second = new_session_path(dir.path(), 0);
+        assert!(second.ends_with("session-1970-01-01-000000-2.msgpack"));
+    }
+}
