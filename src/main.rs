@@ -25,6 +25,13 @@ enum Command {
     State(cli::session::StateArgs),
     /// Verify a session file; optionally salvage what is readable.
     Check(cli::session::CheckArgs),
+    // -- engine commands (src/cli/engine.rs) --
+    /// Record the bus to a session file until Ctrl-C or --duration.
+    Record(cli::engine::RecordArgs),
+    /// Play a session file back into the synth (actor "replay").
+    Play(cli::engine::PlayArgs),
+    /// Run a simulated Noise Engine on the bus.
+    Demo(cli::engine::DemoArgs),
     // -- bus commands (src/cli/bus.rs) --
     /// Manage the noise.* Kafka topics.
     Topics(cli::bus::TopicsArgs),
@@ -39,6 +46,9 @@ fn main() -> ExitCode {
         Some(Command::Info(a)) => cli::session::info(a),
         Some(Command::State(a)) => cli::session::state(a),
         Some(Command::Check(a)) => cli::session::check(a),
+        Some(Command::Record(a)) => cli::engine::record(a),
+        Some(Command::Play(a)) => cli::engine::play(a),
+        Some(Command::Demo(a)) => cli::engine::demo(a),
         // -- bus commands dispatch --
         Some(Command::Topics(a)) => cli::bus::topics(a),
         Some(Command::Broker(a)) => cli::bus::broker(a),

@@ -44,7 +44,8 @@ impl Rig {
         let path = dir.path().join("s.msgpack");
         let mut w = SessionWriter::create(&path).unwrap();
         for (seq, (ts, actor, p, v)) in events.iter().enumerate() {
-            let env = Envelope::param_change("s", "synth", seq as u64 + 1, *ts, actor.clone(), p, *v);
+            let env =
+                Envelope::param_change("s", "synth", seq as u64 + 1, *ts, actor.clone(), p, *v);
             w.append_envelope(&env).unwrap();
         }
         w.finish().unwrap();
@@ -142,9 +143,9 @@ fn a_speed_change_mid_play_keeps_the_position() {
     assert_eq!(
         sent[2..],
         [
-            s(200.0, "gen.1.cutoff", 0.3),    // 150 + 100 / 2
-            s(275.0, "master.volume", 0.5),   // 150 + 250 / 2
-            s(575.0, "gen.2.drive", 0.25),    // 150 + 850 / 2
+            s(200.0, "gen.1.cutoff", 0.3),  // 150 + 100 / 2
+            s(275.0, "master.volume", 0.5), // 150 + 250 / 2
+            s(575.0, "gen.2.drive", 0.25),  // 150 + 850 / 2
         ]
     );
     r.cmd(PlayerCommand::SetSpeed(100.0));
@@ -186,7 +187,10 @@ fn seek_republishes_the_exact_state_then_continues() {
     r.at(2000.0);
     assert_eq!(
         r.take(),
-        vec![s(120.0, "master.volume", 0.5), s(720.0, "gen.2.drive", 0.25)]
+        vec![
+            s(120.0, "master.volume", 0.5),
+            s(720.0, "gen.2.drive", 0.25)
+        ]
     );
 }
 
@@ -195,7 +199,11 @@ fn a_loop_wraps_and_republishes_the_state_at_its_start() {
     let mut r = Rig::new(&base(), PlayerConfig::default());
     r.cmd(PlayerCommand::SetLoop(Some((1050, 1260))));
     let seek = r.take();
-    assert_eq!(seek, vec![s(0.0, "gen.1.cutoff", 0.1)], "moved into the loop");
+    assert_eq!(
+        seek,
+        vec![s(0.0, "gen.1.cutoff", 0.1)],
+        "moved into the loop"
+    );
     r.cmd(PlayerCommand::Play);
     r.at(450.0);
     assert_eq!(
@@ -270,10 +278,16 @@ fn a_live_user_message_from_another_producer_pins_its_path() {
     });
     r.at(4000.0);
     let sent = r.take();
-    assert!(!sent.iter().any(|m| m.0 == 1000.0), "pinned by the live message: {sent:?}");
+    assert!(
+        !sent.iter().any(|m| m.0 == 1000.0),
+        "pinned by the live message: {sent:?}"
+    );
     assert!(sent.contains(&s(2000.0, "gen.2.drive", 0.4)));
     assert!(sent.contains(&s(2500.0, "gen.2.drive", 0.6)));
-    assert!(sent.contains(&s(3500.0, "gen.1.cutoff", 0.5)), "pin expiry resend: {sent:?}");
+    assert!(
+        sent.contains(&s(3500.0, "gen.1.cutoff", 0.5)),
+        "pin expiry resend: {sent:?}"
+    );
 }
 
 #[test]
@@ -299,7 +313,13 @@ fn a_pin_can_glide_back_to_the_session() {
     });
     r.at(1300.0);
     let sent: Vec<(f64, f64)> = r.take().into_iter().map(|m| (m.0, m.2)).collect();
-    let expect = [(1100.0, 1.0), (1125.0, 0.8), (1150.0, 0.6), (1175.0, 0.4), (1200.0, 0.2)];
+    let expect = [
+        (1100.0, 1.0),
+        (1125.0, 0.8),
+        (1150.0, 0.6),
+        (1175.0, 0.4),
+        (1200.0, 0.2),
+    ];
     assert_eq!(sent.len(), expect.len(), "{sent:?}");
     for ((t, v), (et, ev)) in sent.iter().zip(expect) {
         assert_eq!(*t, et);
@@ -355,7 +375,7 @@ fn stepping_while_paused_moves_one_event_at_a_time() {
             s(0.0, "gen.2.drive", 0.2),
             s(0.0, "gen.1.cutoff", 0.3),
             s(0.0, "gen.1.cutoff", 0.1), // undo 0.3
-            // undoing the first gen.2.drive: it had no earlier value, nothing to send
+                                         // undoing the first gen.2.drive: it had no earlier value, nothing to send
         ]
     );
     r.cmd(PlayerCommand::StepForward);

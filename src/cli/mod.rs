@@ -2,6 +2,7 @@
 //! turns those into exit codes.
 
 pub mod bus;
+pub mod engine;
 pub mod session;
 
 /// How a command that did not fail ended.

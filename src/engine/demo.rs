@@ -23,7 +23,12 @@ pub fn demo_paths() -> Vec<String> {
             paths.push(format!("gen.{g}.{p}"));
         }
     }
-    for p in ["mod.1.rate", "mod.2.depth", "master.volume", "master.compressor.ratio"] {
+    for p in [
+        "mod.1.rate",
+        "mod.2.depth",
+        "master.volume",
+        "master.compressor.ratio",
+    ] {
         paths.push(p.to_owned());
     }
     paths
@@ -92,7 +97,9 @@ pub struct Demo {
 
 impl std::fmt::Debug for Demo {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Demo").field("stats", &self.stats()).finish()
+        f.debug_struct("Demo")
+            .field("stats", &self.stats())
+            .finish()
     }
 }
 
@@ -275,7 +282,10 @@ impl Performer {
         let outcome = self.publisher.publish(Draft::event(
             Actor::Preset,
             "preset_load",
-            vec![("preset".to_owned(), RawValue::from_value(&name.as_str().into()))],
+            vec![(
+                "preset".to_owned(),
+                RawValue::from_value(&name.as_str().into()),
+            )],
         ));
         self.count(outcome, &self.counters.events);
         self.drags.clear();
@@ -328,9 +338,9 @@ impl Performer {
         });
         for (path, v) in moves {
             self.values[path] = v;
-            let outcome = self
-                .publisher
-                .publish(Draft::param(Actor::User, self.paths[path].clone(), v));
+            let outcome =
+                self.publisher
+                    .publish(Draft::param(Actor::User, self.paths[path].clone(), v));
             self.count(outcome, &self.counters.user_params);
         }
         // notes: about two a second, each held for a while
@@ -349,10 +359,15 @@ impl Performer {
         let mut fields = vec![("note".to_owned(), RawValue::from_value(&note.into()))];
         if on {
             let velocity = 40 + self.rng.below(80) as i64;
-            fields.push(("velocity".to_owned(), RawValue::from_value(&velocity.into())));
+            fields.push((
+                "velocity".to_owned(),
+                RawValue::from_value(&velocity.into()),
+            ));
         }
         let kind = if on { "note_on" } else { "note_off" };
-        let outcome = self.publisher.publish(Draft::event(Actor::Midi, kind, fields));
+        let outcome = self
+            .publisher
+            .publish(Draft::event(Actor::Midi, kind, fields));
         self.count(outcome, &self.counters.events);
     }
 
@@ -369,9 +384,9 @@ impl Performer {
             };
             let value = (value * 100_000.0).round() / 100_000.0;
             let source = if bus < 8 { "lfo" } else { "sloth" };
-            let outcome = self
-                .publisher
-                .publish(Draft::mod_value(bus, value, Some(source.to_owned())));
+            let outcome =
+                self.publisher
+                    .publish(Draft::mod_value(bus, value, Some(source.to_owned())));
             self.count(outcome, &self.counters.mod_values);
         }
     }

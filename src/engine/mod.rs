@@ -14,7 +14,7 @@ use crate::kafka::{broker::DEFAULT_PORT, BusError, Connection, Endpoint};
 use crate::session::WriteError;
 
 pub use demo::{Demo, DemoConfig, DemoStats};
-pub use latency::{Lateness, LatencyHistogram};
+pub use latency::{LatencyHistogram, Lateness};
 pub use player::{
     PlayState, Player, PlayerCommand, PlayerConfig, PlayerCore, PlayerEvent, PlayerStatus,
     PublisherSink, ReplaySink,

@@ -23,7 +23,7 @@ use std::time::Duration;
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TryRecvError};
 
-use super::latency::{Lateness, LatencyHistogram};
+use super::latency::{LatencyHistogram, Lateness};
 use crate::clock::SharedClock;
 use crate::envelope::{bus_number, Actor, Body, Topic};
 use crate::kafka::{Draft, PublishOutcome, Publisher};
@@ -331,11 +331,13 @@ impl PlayerCore {
     }
 
     fn first_at_or_after(&self, t: i64) -> usize {
-        self.items.partition_point(|&i| self.session.events()[i as usize].ts_ms < t)
+        self.items
+            .partition_point(|&i| self.session.events()[i as usize].ts_ms < t)
     }
 
     fn first_after(&self, t: i64) -> usize {
-        self.items.partition_point(|&i| self.session.events()[i as usize].ts_ms <= t)
+        self.items
+            .partition_point(|&i| self.session.events()[i as usize].ts_ms <= t)
     }
 
     /// The playhead's session instant at clock time `now`.
@@ -589,8 +591,7 @@ impl PlayerCore {
                 .solo
                 .as_deref()
                 .is_some_and(|g| !group_matches(g, path));
-            self.muted[id] =
-                solo_out || self.muted_groups.iter().any(|g| group_matches(g, path));
+            self.muted[id] = solo_out || self.muted_groups.iter().any(|g| group_matches(g, path));
         }
     }
 
@@ -602,7 +603,8 @@ impl PlayerCore {
             return;
         }
         if let Some(due) = due {
-            self.lateness.record_us(ms(now.saturating_sub(due)) * 1000.0);
+            self.lateness
+                .record_us(ms(now.saturating_sub(due)) * 1000.0);
         }
         if self.is_muted(e.name) {
             self.skipped_muted += 1;
@@ -671,8 +673,9 @@ impl PlayerCore {
         if !self.pins.iter().any(|p| p.until <= now) {
             return;
         }
-        let (expired, kept): (Vec<Pin>, Vec<Pin>) =
-            std::mem::take(&mut self.pins).into_iter().partition(|p| p.until <= now);
+        let (expired, kept): (Vec<Pin>, Vec<Pin>) = std::mem::take(&mut self.pins)
+            .into_iter()
+            .partition(|p| p.until <= now);
         self.pins = kept;
         if self.state == PlayState::Stopped {
             return;

@@ -45,6 +45,14 @@ use crate::envelope::{Envelope, Topic};
 /// data is there and keep librdkafka's default.
 pub const EMBEDDED_FETCH_WAIT_MS: u32 = 1;
 
+/// `fetch.wait.max.ms` elsewhere. A real Kafka or Redpanda broker answers a
+/// fetch as soon as data arrives, so this only sets how often an idle
+/// consumer asks; but brokers that hold an empty fetch for the whole wait
+/// (librdkafka's mock behind `--brokers`, e.g. another `integr8tor broker`)
+/// would otherwise add librdkafka's default 500 ms to every message, and the
+/// recorder promises to lose at most 100 ms when killed.
+pub const DEFAULT_FETCH_WAIT_MS: u32 = 10;
+
 /// `session.timeout.ms` used against the embedded broker (see [`Subscriber::start`]).
 pub const EMBEDDED_SESSION_TIMEOUT_MS: u32 = 3000;
 
@@ -74,7 +82,7 @@ pub struct SubscriberConfig {
     /// Most messages per [`SubscriberEvent::Messages`] batch.
     pub max_batch: usize,
     /// `fetch.wait.max.ms`; `None`: [`EMBEDDED_FETCH_WAIT_MS`] on the embedded
-    /// broker, librdkafka's default elsewhere. A `-X` option still wins.
+    /// broker, [`DEFAULT_FETCH_WAIT_MS`] elsewhere. A `-X` option still wins.
     pub fetch_wait_max_ms: Option<u32>,
     /// Thread name.
     pub thread_name: String,
@@ -299,7 +307,11 @@ impl Subscriber {
         ];
         let fetch_wait = config
             .fetch_wait_max_ms
-            .or(connection.is_embedded().then_some(EMBEDDED_FETCH_WAIT_MS));
+            .or(Some(if connection.is_embedded() {
+                EMBEDDED_FETCH_WAIT_MS
+            } else {
+                DEFAULT_FETCH_WAIT_MS
+            }));
         if let Some(ms) = fetch_wait {
             defaults.push(("fetch.wait.max.ms", ms.to_string()));
         }

@@ -1,0 +1,379 @@
+//! The engines against a real Kafka-protocol broker (the embedded one, in
+//! process): the player republishing the fixture, the recorder capturing the
+//! demo, the actor rules between them, and a recorder killed with SIGKILL.
+
+mod common;
+
+use std::collections::HashMap;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use integr8tor::clock::{MonotonicClock, SharedClock};
+use integr8tor::engine::{
+    Demo, DemoConfig, Player, PlayerCommand, PlayerConfig, PlayerEvent, PublisherSink, Recorder,
+    RecorderConfig,
+};
+use integr8tor::kafka::{
+    unix_ms_now, Connection, Draft, EmbeddedBroker, Publisher, PublisherConfig, RateLimits,
+    Received, StartFrom, Subscriber, SubscriberConfig, SubscriberEvent,
+};
+use integr8tor::session::Session;
+use integr8tor::{Actor, ActorKind, Body, Topic};
+
+fn clock() -> SharedClock {
+    Arc::new(MonotonicClock::new())
+}
+
+fn broker() -> (EmbeddedBroker, Connection) {
+    let broker = EmbeddedBroker::start(None).expect("embedded broker");
+    let conn = Connection::to_embedded(&broker);
+    (broker, conn)
+}
+
+fn collect(sub: &Subscriber, n: usize, timeout: Duration) -> Vec<Received> {
+    let mut got = Vec::new();
+    let deadline = Instant::now() + timeout;
+    while got.len() < n && Instant::now() < deadline {
+        if let Ok(SubscriberEvent::Messages(batch)) =
+            sub.events().recv_timeout(Duration::from_millis(100))
+        {
+            got.extend(batch);
+        }
+    }
+    got
+}
+
+fn group(name: &str) -> String {
+    format!("{name}-{}-{}", std::process::id(), unix_ms_now())
+}
+
+#[test]
+fn playing_the_fixture_at_8x_republishes_its_user_events_in_order_and_spacing() {
+    let session = Arc::new(Session::open(&common::fixture("small-60s.msgpack")).unwrap());
+    let expected: Vec<(i64, String, f64)> = session
+        .events()
+        .iter()
+        .filter(|e| session.topic_of(e) == Some(Topic::Params) && e.actor == ActorKind::User)
+        .map(|e| (e.ts_ms, session.name(e.name).to_owned(), e.value))
+        .collect();
+    assert!(expected.len() > 1000, "the fixture has user drags");
+
+    let (_broker, conn) = broker();
+    let sub = Subscriber::start(
+        &conn,
+        SubscriberConfig::new(group("play8"), &[Topic::Params]).start_from(StartFrom::Earliest),
+    )
+    .unwrap();
+    let publisher = Arc::new(
+        Publisher::new(
+            &conn,
+            PublisherConfig {
+                linger_ms: 0,
+                ..PublisherConfig::new("integr8tor.player", "replay-test")
+            },
+            clock(),
+        )
+        .unwrap(),
+    );
+    let player = Player::start(
+        Arc::clone(&session),
+        Box::new(PublisherSink::new(Arc::clone(&publisher))),
+        clock(),
+        PlayerConfig {
+            speed: 8.0,
+            ..PlayerConfig::default()
+        },
+    )
+    .unwrap();
+    player.send(PlayerCommand::Play);
+    let mut got = collect(&sub, expected.len(), Duration::from_secs(40));
+    let mut lateness = None;
+    for event in player.events().try_iter() {
+        if let PlayerEvent::Status(s) = event {
+            lateness = Some(s.lateness);
+        }
+    }
+    assert_eq!(got.len(), expected.len(), "every user event, once");
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        collect(&sub, 1, Duration::from_millis(200)).is_empty(),
+        "nothing else"
+    );
+
+    // the player's seq is its send order
+    got.sort_by_key(|m| m.envelope.seq);
+    for (i, (m, (_, path, value))) in got.iter().zip(&expected).enumerate() {
+        assert_eq!(m.envelope.actor, Some(Actor::Replay), "message {i}");
+        assert_eq!(m.key.as_deref(), Some(path.as_str()), "message {i}");
+        match &m.envelope.body {
+            Body::Param {
+                path: p, value: v, ..
+            } => {
+                assert_eq!((p, v.to_bits()), (path, value.to_bits()), "message {i}");
+            }
+            other => panic!("message {i} is not a param: {other:?}"),
+        }
+    }
+    // spacing: each message stamped within a few ms of (ts - first) / 8
+    // after the first (ts_ms is the publish time; the schedule is 7.5 s long)
+    let t0 = got[0].envelope.ts_ms;
+    let worst = got
+        .iter()
+        .zip(&expected)
+        .map(|(m, (ts, _, _))| {
+            let due = (ts - expected[0].0) as f64 / 8.0;
+            ((m.envelope.ts_ms - t0) as f64 - due).abs()
+        })
+        .fold(0.0, f64::max);
+    assert!(
+        worst <= 25.0,
+        "a message left {worst} ms away from its scheduled instant (player lateness {lateness:?})"
+    );
+}
+
+#[test]
+fn recording_the_demo_yields_a_clean_file_with_what_it_published() {
+    let (_broker, conn) = broker();
+    let dir = tempfile::tempdir().unwrap();
+    let recorder = Recorder::start(
+        &conn,
+        RecorderConfig {
+            start: StartFrom::Earliest,
+            ..RecorderConfig::new(dir.path())
+        },
+    )
+    .unwrap();
+    let path = recorder.path().to_owned();
+    assert!(path.starts_with(dir.path()));
+    assert!(path
+        .file_name()
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .starts_with("session-"));
+    let demo = Demo::start(
+        &conn,
+        DemoConfig {
+            duration: Some(Duration::from_secs(10)),
+            ..DemoConfig::default()
+        },
+    )
+    .unwrap();
+    while !demo.is_finished() {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let published = demo.stop();
+    assert_eq!(published.not_queued, 0, "{published:?}");
+    let recordable =
+        published.user_params + published.preset_params + published.mod_values + published.events;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut last = 0;
+    while Instant::now() < deadline {
+        for e in recorder.events().try_iter() {
+            if let integr8tor::engine::RecorderEvent::Stats(s) = e {
+                last = s.events;
+            }
+        }
+        if last >= recordable {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let summary = recorder.stop().unwrap();
+    assert_eq!(
+        summary.stats.events, recordable,
+        "{published:?} {summary:?}"
+    );
+    assert_eq!(
+        summary.stats.filtered, 0,
+        "audio is not subscribed, nothing to filter"
+    );
+
+    let check = common::integr8tor(&["check", path.to_str().unwrap()]);
+    assert!(check.status.success(), "{}", common::stdout(&check));
+    let info = common::integr8tor(&["info", "--json", path.to_str().unwrap()]);
+    let info: serde_json::Value = serde_json::from_slice(&info.stdout).unwrap();
+    assert_eq!(info["event_records"], recordable);
+    assert_eq!(
+        info["by_topic"]["noise.params"],
+        published.user_params + published.preset_params
+    );
+    assert_eq!(info["by_topic"]["noise.mod"], published.mod_values);
+    assert_eq!(info["by_topic"]["noise.events"], published.events);
+    assert!(info["by_topic"].get("noise.audio").is_none());
+    assert!(
+        info["snapshot_records"].as_u64().unwrap() >= 2,
+        "10 s makes at least 2 snapshots"
+    );
+}
+
+#[test]
+fn recording_while_playing_never_captures_the_replay() {
+    let (_broker, conn) = broker();
+    let dir = tempfile::tempdir().unwrap();
+    let recorder = Recorder::start(
+        &conn,
+        RecorderConfig {
+            start: StartFrom::Earliest,
+            out: Some(dir.path().join("during-replay.msgpack")),
+            ..RecorderConfig::new(dir.path())
+        },
+    )
+    .unwrap();
+    let session = Arc::new(Session::open(&common::fixture("small-60s.msgpack")).unwrap());
+    let (first, _) = session.time_range().unwrap();
+    let publisher = Arc::new(
+        Publisher::new(
+            &conn,
+            PublisherConfig::new("integr8tor.player", "replay-x"),
+            clock(),
+        )
+        .unwrap(),
+    );
+    let player = Player::start(
+        Arc::clone(&session),
+        Box::new(PublisherSink::new(Arc::clone(&publisher))),
+        clock(),
+        PlayerConfig {
+            speed: 8.0,
+            to: Some(first + 8_000),
+            ..PlayerConfig::default()
+        },
+    )
+    .unwrap();
+    // a performer on the synth at the same time
+    let synth = Publisher::new(
+        &conn,
+        PublisherConfig {
+            rate_limits: RateLimits::unlimited(),
+            ..PublisherConfig::new("noise-engine", "live")
+        },
+        clock(),
+    )
+    .unwrap();
+    player.send(PlayerCommand::Play);
+    for i in 0..50 {
+        synth.publish(Draft::param(Actor::User, "gen.1.cutoff", i as f64 / 50.0));
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let mut dispatched = 0;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    'wait: while Instant::now() < deadline {
+        for e in player.events().try_iter() {
+            match e {
+                PlayerEvent::Status(s) => dispatched = s.dispatched,
+                PlayerEvent::Finished => break 'wait,
+            }
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    for e in player.events().try_iter() {
+        if let PlayerEvent::Status(s) = e {
+            dispatched = s.dispatched;
+        }
+    }
+    assert!(dispatched > 100, "the player sent its part ({dispatched})");
+    publisher.flush(Duration::from_secs(10)).unwrap();
+    synth.flush(Duration::from_secs(10)).unwrap();
+    // wait until the recorder has seen everything: 50 live + every replayed one
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let mut stats = None;
+        for e in recorder.events().try_iter() {
+            if let integr8tor::engine::RecorderEvent::Stats(s) = e {
+                stats = Some(s);
+            }
+        }
+        if stats.is_some_and(|s| s.events + s.filtered >= 50 + dispatched)
+            || Instant::now() > deadline
+        {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let summary = recorder.stop().unwrap();
+    assert_eq!(summary.stats.events, 50, "only the performer's messages");
+    assert_eq!(
+        summary.stats.filtered, dispatched,
+        "every replayed message was seen and dropped"
+    );
+    let recorded = Session::open(&summary.path).unwrap();
+    for e in recorded.events() {
+        assert_eq!(e.actor, ActorKind::User);
+        assert_eq!(recorded.producer_name(e.producer), "noise-engine");
+    }
+}
+
+#[test]
+fn a_recorder_killed_with_sigkill_keeps_everything_older_than_100_ms() {
+    let (broker, conn) = broker();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("killed.msgpack");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_integr8tor"))
+        .args([
+            "record",
+            "--from-beginning",
+            "--brokers",
+            broker.bootstrap(),
+            "--out",
+        ])
+        .arg(&file)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let synth = Publisher::new(
+        &conn,
+        PublisherConfig {
+            linger_ms: 0,
+            rate_limits: RateLimits::unlimited(),
+            ..PublisherConfig::new("noise-engine", "crash")
+        },
+        clock(),
+    )
+    .unwrap();
+    // publish for 3 s; note when each message was stamped
+    let mut stamped: HashMap<u64, i64> = HashMap::new();
+    let start = Instant::now();
+    let mut i = 0u64;
+    while start.elapsed() < Duration::from_secs(3) {
+        let ts = unix_ms_now();
+        let mut draft = Draft::param(Actor::User, format!("gen.{}.cutoff", i % 4 + 1), i as f64);
+        draft.ts_ms = Some(ts);
+        if let integr8tor::kafka::PublishOutcome::Queued { seq } = synth.publish(draft) {
+            stamped.insert(seq, ts);
+        }
+        i += 1;
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let killed_at = unix_ms_now();
+    // SAFETY: kill(2) on our own child's pid.
+    let rc = unsafe { libc_kill(child.id() as i32, 9) };
+    assert_eq!(rc, 0);
+    child.wait().unwrap();
+
+    let session = Session::open(&file).expect("a killed recording loads as it is");
+    let mut have = std::collections::HashSet::new();
+    for e in session.events() {
+        have.insert(session.envelope(e).unwrap().seq);
+    }
+    let older: Vec<u64> = stamped
+        .iter()
+        .filter(|(_, ts)| **ts < killed_at - 100)
+        .map(|(seq, _)| *seq)
+        .collect();
+    assert!(older.len() > 500, "published {} in 3 s", older.len());
+    let lost: Vec<&u64> = older.iter().filter(|s| !have.contains(s)).collect();
+    assert!(
+        lost.is_empty(),
+        "{} of {} events older than 100 ms before the kill are missing",
+        lost.len(),
+        older.len()
+    );
+}
+
+extern "C" {
+    #[link_name = "kill"]
+    fn libc_kill(pid: i32, sig: i32) -> i32;
+}
