@@ -130,6 +130,12 @@ impl ClientContext for LastError {
                 log::debug!("librdkafka: {facility} {message}");
                 self.set(message);
             }
+            // a broker that drops the connection (e.g. one that wants SASL)
+            // is reported as a FAIL warning: it is the cause too
+            L::Warning if facility == "FAIL" => {
+                log::debug!("librdkafka: {facility} {message}");
+                self.set(message);
+            }
             L::Warning => log::warn!("librdkafka: {facility} {message}"),
             L::Notice | L::Info | L::Debug => log::debug!("librdkafka: {facility} {message}"),
         }
@@ -229,7 +235,10 @@ pub fn create_topics(
             Err((name, code)) => {
                 return Err(BusError::Topic {
                     topic: name,
-                    reason: format!("the broker refused to create it: {code}"),
+                    reason: format!(
+                        "the broker refused to create it: {}",
+                        super::code_in_words(code)
+                    ),
                 })
             }
         }

@@ -304,7 +304,7 @@ fn check(err: sys::rd_kafka_resp_err_t, action: &str) -> Result<(), String> {
         Ok(())
     } else {
         let code: rdkafka::error::RDKafkaErrorCode = err.into();
-        Err(format!("{action}: {code}"))
+        Err(format!("{action}: {}", super::code_in_words(code)))
     }
 }
 

@@ -108,8 +108,28 @@ pub fn parse_option(s: &str) -> Result<(String, String), BusError> {
     if key == "bootstrap.servers" {
         return Err(bad("use --brokers to set the bootstrap servers"));
     }
+    // librdkafka reports a missing certificate or key file as an OpenSSL
+    // error code ("error:80000002:system library::..."); say it plainly
+    if FILE_OPTIONS.contains(&key) && !(key == "ssl.ca.location" && value == "probe") {
+        if value.is_empty() {
+            return Err(bad("the file name is empty"));
+        }
+        if let Err(e) = std::fs::metadata(value) {
+            return Err(bad(&format!("cannot read {value}: {e}")));
+        }
+    }
     Ok((key.to_owned(), value.to_owned()))
 }
+
+/// librdkafka options whose value is a file (or, for the CA, a directory).
+const FILE_OPTIONS: &[&str] = &[
+    "ssl.ca.location",
+    "ssl.certificate.location",
+    "ssl.key.location",
+    "ssl.keystore.location",
+    "ssl.crl.location",
+    "sasl.kerberos.keytab",
+];
 
 /// A connection that may own the embedded broker it points at.
 ///
@@ -181,6 +201,15 @@ mod tests {
         assert!(parse_option("=x").is_err());
         let err = parse_option("bootstrap.servers=x:1").unwrap_err();
         assert!(err.to_string().contains("--brokers"), "{err}");
+        let err = parse_option("ssl.ca.location=/no/such/ca.pem").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "bad librdkafka option `ssl.ca.location=/no/such/ca.pem`: \
+             cannot read /no/such/ca.pem: No such file or directory (os error 2)"
+        );
+        assert!(parse_option("ssl.ca.location=probe").is_ok());
+        assert!(parse_option("ssl.ca.location=/").is_ok());
+        assert!(parse_option("ssl.key.location=").is_err());
 
         let c = Connection::new("h:1").with_option("linger.ms", "0");
         let cfg = c.client_config(&[("linger.ms", "5".to_owned()), ("acks", "all".to_owned())]);

@@ -55,7 +55,7 @@ pub enum BusError {
         reason: String,
     },
     /// librdkafka refused or failed an operation.
-    #[error("{action} (brokers {brokers}): {error}{}", detail_suffix(.detail))]
+    #[error("{action} (brokers {brokers}): {}{}", error_in_words(.error), detail_suffix(.detail))]
     Client {
         /// What we were doing, e.g. "creating the producer".
         action: &'static str,
@@ -100,6 +100,43 @@ impl BusError {
             detail: None,
         }
     }
+}
+
+/// librdkafka's error as a sentence: its description without the Rust enum
+/// names `KafkaError`'s Display puts in front ("MetadataFetch",
+/// "BrokerTransportFailure (Local: ...)"), e.g. "Broker transport failure",
+/// "No such configuration property: \"sasl.mechansim\"".
+pub fn error_in_words(error: &rdkafka::error::KafkaError) -> String {
+    use rdkafka::error::KafkaError as E;
+    match error {
+        // the description names the property and the value already
+        E::ClientConfig(_, description, _, _) => description.clone(),
+        E::ClientCreation(description) => description.clone(),
+        E::Canceled => "the client was dropped".to_owned(),
+        E::NoMessageReceived => "no message within the poll interval".to_owned(),
+        E::Nul(_) => "a string passed to librdkafka contains a NUL byte".to_owned(),
+        E::PartitionEOF(partition) => format!("end of partition {partition}"),
+        other => match other.rdkafka_error_code() {
+            Some(code) => code_in_words(code),
+            None => other.to_string(),
+        },
+    }
+}
+
+/// An error code's description ("Broker transport failure",
+/// "Broker: Topic already exists") without its enum name.
+pub fn code_in_words(code: rdkafka::error::RDKafkaErrorCode) -> String {
+    // RDKafkaErrorCode displays as "Name (description)"
+    let full = code.to_string();
+    let name = format!("{code:?} (");
+    let description = full
+        .strip_prefix(name.as_str())
+        .and_then(|rest| rest.strip_suffix(')'))
+        .unwrap_or(&full);
+    description
+        .strip_prefix("Local: ")
+        .unwrap_or(description)
+        .to_owned()
 }
 
 fn detail_suffix(detail: &Option<String>) -> String {

@@ -300,7 +300,7 @@ impl ClientContext for PublisherContext {
         self.counters.broker_errors.fetch_add(1, Ordering::Relaxed);
         log::warn!("publisher: {error}: {reason}");
         let _ = self.events.try_send(PublisherEvent::BrokerError {
-            error: format!("{reason} ({error})"),
+            error: format!("{reason} ({})", super::error_in_words(&error)),
         });
     }
 }
@@ -330,7 +330,7 @@ impl ProducerContext for PublisherContext {
                     topic: message.topic().to_owned(),
                     key,
                     seq: seq as u64,
-                    error: error.to_string(),
+                    error: super::error_in_words(error),
                 });
             }
         }
@@ -555,7 +555,7 @@ impl Publisher {
                 self.counters.rejected.fetch_add(1, Ordering::Relaxed);
                 log::warn!("publisher: {} refused a message: {e}", topic.name());
                 PublishOutcome::Rejected {
-                    error: e.to_string(),
+                    error: super::error_in_words(&e),
                 }
             }
         }

@@ -236,7 +236,7 @@ impl ClientContext for SubscriberContext {
         self.counters.broker_errors.fetch_add(1, Ordering::Relaxed);
         log::warn!("subscriber: {error}: {reason}");
         let words = if reason.is_empty() {
-            error.to_string()
+            super::error_in_words(&error)
         } else {
             reason.to_owned()
         };
@@ -254,7 +254,10 @@ impl ConsumerContext for SubscriberContext {
             Rebalance::Revoke(tpl) => log::info!("subscriber: revoked {} partitions", tpl.count()),
             Rebalance::Error(e) => {
                 log::warn!("subscriber: rebalance failed: {e}");
-                self.note(Note::BrokerError(format!("rebalance failed: {e}")));
+                self.note(Note::BrokerError(format!(
+                    "rebalance failed: {}",
+                    super::error_in_words(e)
+                )));
             }
         }
     }
@@ -566,7 +569,7 @@ impl Worker {
             log::warn!("subscriber: {error}");
             self.flush_batch(consumer);
             self.send(SubscriberEvent::ConsumeError {
-                error: error.to_string(),
+                error: super::error_in_words(&error),
             });
         }
     }
