@@ -6,6 +6,8 @@
 
 #![warn(missing_docs)]
 
+#[cfg(feature = "gui")]
+pub mod app;
 pub mod clock;
 pub mod engine;
 pub mod envelope;

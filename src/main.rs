@@ -12,13 +12,21 @@ mod cli;
 /// Record, replay and scrub the Noise Engine's parameter stream.
 #[derive(Debug, Parser)]
 #[command(name = "integr8tor", version, about)]
+#[cfg_attr(feature = "gui", command(args_conflicts_with_subcommands = true))]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
+    /// With no subcommand: the desktop app's bus options.
+    #[cfg(feature = "gui")]
+    #[command(flatten)]
+    gui: cli::gui::GuiArgs,
 }
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Open the desktop app (also what `integr8tor` alone does).
+    #[cfg(feature = "gui")]
+    Gui(cli::gui::GuiArgs),
     /// Summarize a session file.
     Info(cli::session::InfoArgs),
     /// Print the exact parameter state of a session at an instant.
@@ -52,6 +60,11 @@ fn main() -> ExitCode {
         // -- bus commands dispatch --
         Some(Command::Topics(a)) => cli::bus::topics(a),
         Some(Command::Broker(a)) => cli::bus::broker(a),
+        #[cfg(feature = "gui")]
+        Some(Command::Gui(a)) => cli::gui::gui(a),
+        #[cfg(feature = "gui")]
+        None => cli::gui::gui(cli.gui),
+        #[cfg(not(feature = "gui"))]
         None => {
             use clap::CommandFactory;
             Cli::command().print_help().ok();

@@ -3,6 +3,8 @@
 
 pub mod bus;
 pub mod engine;
+#[cfg(feature = "gui")]
+pub mod gui;
 pub mod session;
 
 /// How a command that did not fail ended.

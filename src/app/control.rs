@@ -1,0 +1,899 @@
+//! The control thread: owns the bus endpoint, the live subscriber, the
+//! publisher, the demo, the recorder and the player, and is the only place
+//! that calls into Kafka or stops an engine (which may block for a moment).
+//!
+//! It waits on the window's [`Command`]s and on every engine's channel at
+//! once, turns what it hears into [`WorkerMsg`]s, and on
+//! [`Command::Shutdown`] (or when the window is gone) finalizes a recording
+//! in progress before it ends.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, Select, Sender};
+
+use super::workers::{
+    self, BusCounters, BusSettings, Command, LatenessView, LinkState, LiveMsg, LoadedSession,
+    Outbox, PlayState, PlaybackStatus, RecordSettings, RecordingStats, TransportCmd, WorkerMsg,
+};
+use crate::clock::{MonotonicClock, SharedClock};
+use crate::engine::{
+    self, Demo, DemoConfig, Player, PlayerCommand, PlayerConfig, PlayerEvent, PlayerStatus,
+    PublisherSink, Recorder, RecorderConfig, RecorderEvent, RecorderStats, ReplaySink, Route,
+};
+use crate::kafka::{
+    ConnectionState, Endpoint, Publisher, PublisherConfig, PublisherEvent, Received, Subscriber,
+    SubscriberConfig, SubscriberEvent,
+};
+use crate::{Actor, Body, Topic};
+
+/// How often counters are reported and quiet channels are checked.
+const TICK: Duration = Duration::from_millis(250);
+/// Repeated warnings of one kind are shown at most this often.
+const NOTICE_EVERY: Duration = Duration::from_secs(5);
+
+/// Handle to the control thread. Dropping it shuts the thread down (joining it).
+pub struct Control {
+    commands: Sender<Command>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for Control {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Control").finish_non_exhaustive()
+    }
+}
+
+/// How the control thread starts.
+#[derive(Debug, Clone)]
+pub struct ControlConfig {
+    /// Pin duration for players.
+    pub pin_ms: i64,
+    /// Connect at once with these settings (`None`: stay off the bus until told).
+    pub connect: Option<BusSettings>,
+    /// Start the demo engine when the embedded broker is started.
+    pub demo: bool,
+}
+
+impl Control {
+    /// Starts the thread; it reports through `outbox`.
+    pub fn start(outbox: Outbox, config: ControlConfig) -> std::io::Result<Control> {
+        let (commands, rx) = crossbeam_channel::unbounded();
+        if let Some(bus) = config.connect.clone() {
+            let _ = commands.send(Command::Connect(bus));
+        }
+        let thread = std::thread::Builder::new()
+            .name("app-control".to_owned())
+            .spawn(move || Ctl::new(outbox, config).run(rx))?;
+        Ok(Control {
+            commands,
+            thread: Some(thread),
+        })
+    }
+
+    /// Where the window sends commands.
+    pub fn sender(&self) -> Sender<Command> {
+        self.commands.clone()
+    }
+
+    /// Asks the thread to stop (finalizing a recording) and waits for it.
+    pub fn shutdown(&mut self) {
+        let _ = self.commands.send(Command::Shutdown);
+        if let Some(t) = self.thread.take() {
+            if t.join().is_err() {
+                log::error!("the control thread panicked");
+            }
+        }
+    }
+}
+
+impl Drop for Control {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+/// Replays into nothing: used while no bus is connected, so a session can
+/// still be played and scrubbed on screen.
+struct NullSink;
+
+impl ReplaySink for NullSink {
+    fn param(&mut self, _path: &str, _value: f64) {}
+    fn mod_value(&mut self, _bus: i64, _value: f64) {}
+}
+
+/// A connected bus and its clients.
+struct Bus {
+    subscriber: Option<Subscriber>,
+    publisher: Option<Arc<Publisher>>,
+    demo: Option<Demo>,
+    /// Kept last: dropping it stops an embedded broker.
+    endpoint: Endpoint,
+    settings: BusSettings,
+}
+
+struct Loading {
+    cancel: Arc<AtomicBool>,
+}
+
+struct Ctl {
+    outbox: Outbox,
+    clock: SharedClock,
+    pin_ms: i64,
+    demo_enabled: bool,
+    bus: Option<Bus>,
+    recorder: Option<Recorder>,
+    player: Option<Player>,
+    session: Option<Arc<Session>>,
+    last_status: PlaybackStatus,
+    loading: Option<Loading>,
+    load_tx: Sender<Result<LoadedSession, WorkerMsg>>,
+    load_rx: Receiver<Result<LoadedSession, WorkerMsg>>,
+    producer_id: String,
+    last_notice: Vec<(&'static str, Instant)>,
+}
+
+use crate::session::Session;
+
+impl Ctl {
+    fn new(outbox: Outbox, config: ControlConfig) -> Ctl {
+        let (load_tx, load_rx) = crossbeam_channel::unbounded();
+        Ctl {
+            outbox,
+            clock: Arc::new(MonotonicClock::new()),
+            pin_ms: config.pin_ms,
+            demo_enabled: config.demo,
+            bus: None,
+            recorder: None,
+            player: None,
+            session: None,
+            last_status: PlaybackStatus::default(),
+            loading: None,
+            load_tx,
+            load_rx,
+            producer_id: format!("integr8tor.app.{}", std::process::id()),
+            last_notice: Vec::new(),
+        }
+    }
+
+    fn run(mut self, commands: Receiver<Command>) {
+        let mut next_tick = Instant::now() + TICK;
+        loop {
+            // clones are cheap handles; they let the select borrow while `self` changes
+            let sub = self
+                .bus
+                .as_ref()
+                .and_then(|b| b.subscriber.as_ref())
+                .map(|s| s.events().clone());
+            let publ = self
+                .bus
+                .as_ref()
+                .and_then(|b| b.publisher.as_ref())
+                .map(|p| p.events().clone());
+            let rec = self.recorder.as_ref().map(|r| r.events().clone());
+            let play = self.player.as_ref().map(|p| p.events().clone());
+            let load = self.load_rx.clone();
+
+            let mut sel = Select::new();
+            let i_cmd = sel.recv(&commands);
+            let i_load = sel.recv(&load);
+            let i_sub = sub.as_ref().map(|r| sel.recv(r));
+            let i_pub = publ.as_ref().map(|r| sel.recv(r));
+            let i_rec = rec.as_ref().map(|r| sel.recv(r));
+            let i_play = play.as_ref().map(|r| sel.recv(r));
+            let timeout = next_tick.saturating_duration_since(Instant::now());
+            let op = match sel.select_timeout(timeout) {
+                Ok(op) => op,
+                Err(_) => {
+                    drop(sel);
+                    self.tick();
+                    next_tick = Instant::now() + TICK;
+                    continue;
+                }
+            };
+            let i = op.index();
+            if i == i_cmd {
+                match op.recv(&commands) {
+                    Ok(Command::Shutdown) | Err(_) => {
+                        drop(sel);
+                        self.shutdown();
+                        return;
+                    }
+                    Ok(cmd) => {
+                        drop(sel);
+                        self.command(cmd);
+                    }
+                }
+            } else if i == i_load {
+                let r = op.recv(&load);
+                drop(sel);
+                if let Ok(r) = r {
+                    self.loaded(r);
+                }
+            } else if Some(i) == i_sub {
+                let r = op.recv(sub.as_ref().expect("selected"));
+                drop(sel);
+                match r {
+                    Ok(ev) => self.subscriber_event(ev),
+                    Err(_) => self.subscriber_gone(),
+                }
+            } else if Some(i) == i_pub {
+                let r = op.recv(publ.as_ref().expect("selected"));
+                drop(sel);
+                if let Ok(ev) = r {
+                    self.publisher_event(ev);
+                }
+            } else if Some(i) == i_rec {
+                let r = op.recv(rec.as_ref().expect("selected"));
+                drop(sel);
+                match r {
+                    Ok(ev) => self.recorder_event(ev),
+                    Err(_) => self.recorder_gone(),
+                }
+            } else if Some(i) == i_play {
+                let r = op.recv(play.as_ref().expect("selected"));
+                drop(sel);
+                match r {
+                    Ok(ev) => self.player_event(ev),
+                    Err(_) => {
+                        // the player thread ended on its own
+                        self.player = None;
+                    }
+                }
+            }
+            if Instant::now() >= next_tick {
+                self.tick();
+                next_tick = Instant::now() + TICK;
+            }
+        }
+    }
+
+    fn send(&self, msg: WorkerMsg) {
+        self.outbox.send(msg);
+    }
+
+    /// A warning of some kind, at most once per [`NOTICE_EVERY`].
+    fn notice_limited(&mut self, kind: &'static str, text: String) {
+        let now = Instant::now();
+        match self.last_notice.iter_mut().find(|(k, _)| *k == kind) {
+            Some((_, at)) if now.duration_since(*at) < NOTICE_EVERY => return,
+            Some((_, at)) => *at = now,
+            None => self.last_notice.push((kind, now)),
+        }
+        self.send(WorkerMsg::Notice(text));
+    }
+
+    fn tick(&mut self) {
+        let Some(bus) = &self.bus else { return };
+        let mut c = BusCounters::default();
+        if let Some(s) = &bus.subscriber {
+            let st = s.stats();
+            c.received = st.received;
+            c.duplicates = st.duplicates;
+            c.malformed = st.malformed;
+        }
+        if let Some(p) = &bus.publisher {
+            let st = p.stats();
+            c.delivery_failed = st.delivery_failed;
+            c.delivered = st.delivered;
+        }
+        self.send(WorkerMsg::Counters(c));
+    }
+
+    fn command(&mut self, cmd: Command) {
+        match cmd {
+            Command::Connect(settings) => self.connect(settings),
+            Command::StartRecording(rs) => self.start_recording(rs),
+            Command::StopRecording => self.stop_recording(),
+            Command::Open { path, recover } => self.open(path, recover),
+            Command::CancelLoad => {
+                if let Some(l) = self.loading.take() {
+                    l.cancel.store(true, Ordering::Relaxed);
+                }
+            }
+            Command::Transport(t) => self.transport(t),
+            Command::Touch { path, value } => self.touch(path, value),
+            Command::SetPinMs(ms) => {
+                self.pin_ms = ms;
+                if let Some(p) = &self.player {
+                    p.send(PlayerCommand::SetPinMs(ms));
+                }
+            }
+            Command::ScanSessions(dir) => {
+                if let Err(e) = workers::spawn_scanner(dir, Vec::new(), self.outbox.clone()) {
+                    self.send(WorkerMsg::Notice(format!(
+                        "cannot start the folder scan: {e}"
+                    )));
+                }
+            }
+            Command::Shutdown => {} // handled in run
+        }
+    }
+
+    fn disconnect(&mut self) {
+        if self.recorder.is_some() {
+            self.stop_recording();
+        }
+        if let Some(mut bus) = self.bus.take() {
+            if let Some(d) = bus.demo.take() {
+                d.stop();
+            }
+            if let Some(s) = bus.subscriber.take() {
+                s.stop();
+            }
+            bus.publisher.take();
+            drop(bus);
+        }
+    }
+
+    fn connect(&mut self, settings: BusSettings) {
+        // the player's sink holds the old publisher: rebuilt below
+        let had_player = self.player.take().is_some();
+        self.disconnect();
+        let external = settings.external_brokers().map(str::to_owned);
+        self.send(WorkerMsg::Connecting {
+            brokers: external.clone().unwrap_or_default(),
+            embedded: external.is_none(),
+        });
+        let (endpoint, route) = match engine::connect(external.as_deref(), settings.options.clone())
+        {
+            Ok(r) => r,
+            Err(e) => {
+                self.send(WorkerMsg::Link(LinkState::Failed(e.to_string())));
+                if had_player {
+                    self.restart_player();
+                }
+                return;
+            }
+        };
+        let connection = endpoint.connection().clone();
+        let brokers = connection.brokers().to_owned();
+        self.send(WorkerMsg::Notice(route.describe(&brokers)));
+        let mut bus = Bus {
+            subscriber: None,
+            publisher: None,
+            demo: None,
+            endpoint,
+            settings: settings.clone(),
+        };
+        match Publisher::new(
+            &connection,
+            PublisherConfig {
+                source: "integr8tor".to_owned(),
+                ..PublisherConfig::new(self.producer_id.clone(), pseudo_uuid())
+            },
+            Arc::clone(&self.clock),
+        ) {
+            Ok(p) => bus.publisher = Some(Arc::new(p)),
+            Err(e) => self.send(WorkerMsg::Notice(format!("publisher: {e}"))),
+        }
+        let group = format!(
+            "{}-live-{}-{}",
+            group_prefix(&settings.group_id),
+            std::process::id(),
+            crate::kafka::unix_ms_now()
+        );
+        let live = SubscriberConfig {
+            thread_name: "live-consumer".to_owned(),
+            ..SubscriberConfig::new(group, &Topic::ALL)
+        };
+        match Subscriber::start(&connection, live) {
+            Ok(s) => bus.subscriber = Some(s),
+            Err(e) => {
+                self.send(WorkerMsg::Link(LinkState::Failed(e.to_string())));
+            }
+        }
+        let start_demo = self.demo_enabled && route == Route::EmbeddedStarted;
+        if start_demo {
+            match Demo::start(&connection, DemoConfig::default()) {
+                Ok(d) => bus.demo = Some(d),
+                Err(e) => self.send(WorkerMsg::Notice(format!("demo: {e}"))),
+            }
+        }
+        self.send(WorkerMsg::Connected {
+            brokers,
+            embedded: route != Route::Given,
+            demo: bus.demo.is_some(),
+        });
+        self.bus = Some(bus);
+        if had_player {
+            self.restart_player();
+        }
+    }
+
+    fn start_recording(&mut self, rs: RecordSettings) {
+        if self.recorder.is_some() {
+            return;
+        }
+        let Some(bus) = &self.bus else {
+            self.send(WorkerMsg::RecordingFailed(
+                "not connected to a bus: check Settings".to_owned(),
+            ));
+            return;
+        };
+        if let Err(e) = std::fs::create_dir_all(&rs.sessions_dir) {
+            self.send(WorkerMsg::RecordingFailed(format!(
+                "cannot create {}: {e}",
+                rs.sessions_dir.display()
+            )));
+            return;
+        }
+        let mut config = RecorderConfig::new(rs.sessions_dir);
+        config.snapshot_interval_ms = rs.snapshot_interval_ms.max(1);
+        config.start = bus.settings.start;
+        config.group_id = format!(
+            "{}-recorder-{}-{}",
+            group_prefix(&bus.settings.group_id),
+            std::process::id(),
+            crate::kafka::unix_ms_now()
+        );
+        match Recorder::start(bus.endpoint.connection(), config) {
+            Ok(r) => {
+                self.send(WorkerMsg::RecordingStarted(r.path().to_path_buf()));
+                self.recorder = Some(r);
+            }
+            Err(e) => self.send(WorkerMsg::RecordingFailed(e.to_string())),
+        }
+    }
+
+    fn stop_recording(&mut self) {
+        let Some(r) = self.recorder.take() else {
+            return;
+        };
+        let path = r.path().to_path_buf();
+        match r.stop() {
+            Ok(summary) => self.send(WorkerMsg::RecordingStopped {
+                path: summary.path,
+                events: summary.stats.events,
+                bytes: summary.stats.bytes,
+            }),
+            Err(e) => self.send(WorkerMsg::RecordingFailed(format!(
+                "{}: {e}",
+                path.display()
+            ))),
+        }
+    }
+
+    fn open(&mut self, path: PathBuf, recover: bool) {
+        if let Some(l) = self.loading.take() {
+            l.cancel.store(true, Ordering::Relaxed);
+        }
+        let cancel = workers::cancel_flag();
+        match workers::spawn_loader(
+            path.clone(),
+            recover,
+            Arc::clone(&cancel),
+            self.outbox.clone(),
+            self.load_tx.clone(),
+        ) {
+            Ok(_) => self.loading = Some(Loading { cancel }),
+            Err(e) => self.send(WorkerMsg::LoadFailed(workers::LoadFailure {
+                path,
+                message: format!("cannot start loading: {e}"),
+                offset: None,
+                recoverable: false,
+            })),
+        }
+    }
+
+    fn loaded(&mut self, result: Result<LoadedSession, WorkerMsg>) {
+        match result {
+            Ok(loaded) => {
+                // a later Open may have superseded this load
+                if self
+                    .loading
+                    .as_ref()
+                    .is_none_or(|l| l.cancel.load(Ordering::Relaxed))
+                {
+                    return;
+                }
+                self.loading = None;
+                self.player.take();
+                self.session = Some(Arc::clone(&loaded.session));
+                self.last_status = PlaybackStatus {
+                    position_ms: loaded.range.0,
+                    speed: 1.0,
+                    ..PlaybackStatus::default()
+                };
+                self.send(WorkerMsg::Loaded(loaded));
+                self.restart_player();
+            }
+            Err(WorkerMsg::LoadCancelled) => {
+                self.loading = None;
+                self.send(WorkerMsg::LoadCancelled);
+            }
+            Err(msg) => {
+                self.loading = None;
+                self.send(msg);
+            }
+        }
+    }
+
+    /// Starts a player for the loaded session on the current bus, at the last position.
+    fn restart_player(&mut self) {
+        self.player.take();
+        let Some(session) = self.session.clone() else {
+            return;
+        };
+        let sink: Box<dyn ReplaySink> = match self.bus.as_ref().and_then(|b| b.publisher.clone()) {
+            Some(p) => Box::new(PublisherSink::new(p)),
+            None => Box::new(NullSink),
+        };
+        let prev = self.last_status.clone();
+        let config = PlayerConfig {
+            pin_ms: self.pin_ms,
+            producer_id: self.producer_id.clone(),
+            speed: if prev.speed > 0.0 { prev.speed } else { 1.0 },
+            loop_range: prev.loop_range,
+            ..PlayerConfig::default()
+        };
+        match Player::start(session.clone(), sink, Arc::clone(&self.clock), config) {
+            Ok(p) => {
+                let first = session.time_range().map_or(0, |r| r.0);
+                if prev.position_ms > first && prev.state != PlayState::Stopped {
+                    p.send(PlayerCommand::Seek(prev.position_ms));
+                }
+                if prev.state == PlayState::Playing {
+                    p.send(PlayerCommand::Play);
+                }
+                self.player = Some(p);
+            }
+            Err(e) => self.send(WorkerMsg::PlaybackError(format!(
+                "cannot start the player: {e}"
+            ))),
+        }
+    }
+
+    fn transport(&mut self, t: TransportCmd) {
+        let Some(p) = &self.player else {
+            let text = if self.loading.is_some() {
+                "still loading the session"
+            } else {
+                "no session loaded: open one in Sessions"
+            };
+            self.notice_limited("transport", text.to_owned());
+            return;
+        };
+        p.send(match t {
+            TransportCmd::Play => PlayerCommand::Play,
+            TransportCmd::Pause => PlayerCommand::Pause,
+            TransportCmd::Stop => PlayerCommand::Stop,
+            TransportCmd::SetSpeed(s) => PlayerCommand::SetSpeed(s),
+            TransportCmd::Seek(t) => PlayerCommand::Seek(t),
+            TransportCmd::SetLoop(l) => PlayerCommand::SetLoop(l),
+            TransportCmd::StepForward => PlayerCommand::StepForward,
+            TransportCmd::StepBack => PlayerCommand::StepBack,
+            TransportCmd::SetMuted { group, muted } => PlayerCommand::SetMuted { group, muted },
+            TransportCmd::SetSolo(g) => PlayerCommand::SetSolo(g),
+        });
+    }
+
+    fn touch(&mut self, path: String, value: f64) {
+        if let Some(p) = &self.player {
+            p.send(PlayerCommand::Touch(path.clone()));
+        }
+        let Some(publisher) = self.bus.as_ref().and_then(|b| b.publisher.clone()) else {
+            self.notice_limited("touch", "not connected: the value was not sent".to_owned());
+            return;
+        };
+        let value = if value.is_finite() {
+            value.clamp(0.0, 1.0)
+        } else {
+            return;
+        };
+        use crate::kafka::PublishOutcome;
+        match publisher.publish(crate::kafka::Draft::param(Actor::User, path, value)) {
+            PublishOutcome::Queued { .. } | PublishOutcome::RateLimited { .. } => {}
+            PublishOutcome::QueueFull => self.notice_limited(
+                "touch",
+                "the bus is not keeping up: value dropped".to_owned(),
+            ),
+            PublishOutcome::Rejected { error } => {
+                self.notice_limited("touch", format!("value rejected: {error}"))
+            }
+        }
+    }
+
+    fn subscriber_event(&mut self, ev: SubscriberEvent) {
+        match ev {
+            SubscriberEvent::Messages(batch) => {
+                let mut out = Vec::with_capacity(batch.len());
+                for r in batch {
+                    if let Some(m) = self.live_msg(r) {
+                        out.push(m);
+                    }
+                }
+                if !out.is_empty() {
+                    self.send(WorkerMsg::Live(out));
+                }
+            }
+            SubscriberEvent::Malformed(m) => self.notice_limited(
+                "malformed",
+                format!(
+                    "skipped a malformed message on {} (partition {}, offset {}): {}",
+                    m.topic, m.partition, m.offset, m.error
+                ),
+            ),
+            SubscriberEvent::Connection(ConnectionState::Connected) => {
+                self.send(WorkerMsg::Link(LinkState::Connected))
+            }
+            SubscriberEvent::Connection(ConnectionState::Retrying { error }) => {
+                self.send(WorkerMsg::Link(LinkState::Retrying(error)))
+            }
+            SubscriberEvent::ConsumeError { error } => {
+                self.notice_limited("consume", format!("consuming: {error}"))
+            }
+        }
+    }
+
+    fn subscriber_gone(&mut self) {
+        if let Some(bus) = &mut self.bus {
+            bus.subscriber = None;
+        }
+        self.send(WorkerMsg::Link(LinkState::Failed(
+            "the live consumer stopped".to_owned(),
+        )));
+    }
+
+    /// Reduces a received message for the window, and forwards performer
+    /// moves from other producers to the player (they pin the path).
+    fn live_msg(&mut self, r: Received) -> Option<LiveMsg> {
+        let env = r.envelope;
+        let actor = env
+            .actor
+            .as_ref()
+            .map_or_else(|| "?".to_owned(), |a| a.as_str().to_owned());
+        Some(match env.body {
+            Body::Param { path, value, .. } => {
+                if actor == "user" && env.producer_id != self.producer_id {
+                    if let Some(p) = &self.player {
+                        p.send(PlayerCommand::LiveUser {
+                            path: path.clone(),
+                            producer_id: env.producer_id.clone(),
+                            value,
+                        });
+                    }
+                }
+                LiveMsg::Param {
+                    path,
+                    value,
+                    actor,
+                    producer: env.producer_id,
+                    ts_ms: env.ts_ms,
+                }
+            }
+            Body::Mod { bus, value, .. } => LiveMsg::Mod {
+                bus,
+                value,
+                ts_ms: env.ts_ms,
+            },
+            Body::Audio {
+                path, peak, rms, ..
+            } => LiveMsg::Audio {
+                source: path,
+                peak,
+                rms,
+            },
+            Body::Event { event_type } => LiveMsg::Event {
+                ts_ms: env.ts_ms,
+                event_type,
+                detail: describe_fields(&env.extra),
+                actor,
+            },
+            Body::State { key, .. } => LiveMsg::State {
+                key,
+                ts_ms: env.ts_ms,
+            },
+        })
+    }
+
+    fn publisher_event(&mut self, ev: PublisherEvent) {
+        match ev {
+            PublisherEvent::DeliveryFailed {
+                topic, key, error, ..
+            } => self.notice_limited(
+                "delivery",
+                format!(
+                    "not delivered to {topic} ({}): {error}",
+                    key.unwrap_or_default()
+                ),
+            ),
+            PublisherEvent::BrokerError { .. } => {} // the subscriber reports the link
+        }
+    }
+
+    fn recorder_event(&mut self, ev: RecorderEvent) {
+        match ev {
+            RecorderEvent::Stats(s) => self.send(WorkerMsg::RecordingStats(recording_stats(&s))),
+            RecorderEvent::Connection(_) => {}
+            RecorderEvent::Warning(w) => self.notice_limited("recorder", format!("recorder: {w}")),
+            RecorderEvent::Failed(e) => {
+                if let Some(r) = self.recorder.take() {
+                    let _ = r.stop();
+                }
+                self.send(WorkerMsg::RecordingFailed(e));
+            }
+        }
+    }
+
+    fn recorder_gone(&mut self) {
+        if let Some(r) = self.recorder.take() {
+            match r.stop() {
+                Ok(summary) => self.send(WorkerMsg::RecordingStopped {
+                    path: summary.path,
+                    events: summary.stats.events,
+                    bytes: summary.stats.bytes,
+                }),
+                Err(e) => self.send(WorkerMsg::RecordingFailed(e.to_string())),
+            }
+        }
+    }
+
+    fn player_event(&mut self, ev: PlayerEvent) {
+        match ev {
+            PlayerEvent::Status(s) => {
+                let status = playback_status(&s);
+                self.last_status = status.clone();
+                self.send(WorkerMsg::Playback(status));
+            }
+            PlayerEvent::Finished => self.send(WorkerMsg::PlaybackFinished),
+        }
+    }
+
+    fn shutdown(&mut self) {
+        if let Some(l) = self.loading.take() {
+            l.cancel.store(true, Ordering::Relaxed);
+        }
+        self.player.take();
+        self.disconnect();
+    }
+}
+
+/// The consumer-group prefix from the settings (a default when blank).
+fn group_prefix(setting: &str) -> &str {
+    let s = setting.trim();
+    if s.is_empty() {
+        "integr8tor"
+    } else {
+        s
+    }
+}
+
+fn recording_stats(s: &RecorderStats) -> RecordingStats {
+    RecordingStats {
+        elapsed_ms: i64::try_from(s.elapsed_ms).unwrap_or(i64::MAX),
+        events: s.events,
+        events_per_s: s.events_per_s,
+        bytes: s.bytes,
+        duplicates: s.duplicates,
+        malformed: s.malformed,
+        filtered: s.filtered,
+    }
+}
+
+fn playback_status(s: &PlayerStatus) -> PlaybackStatus {
+    PlaybackStatus {
+        state: match s.state {
+            engine::PlayState::Stopped => PlayState::Stopped,
+            engine::PlayState::Playing => PlayState::Playing,
+            engine::PlayState::Paused => PlayState::Paused,
+        },
+        position_ms: s.position_ms,
+        speed: s.speed,
+        loop_range: s.loop_range,
+        dispatched: s.dispatched,
+        skipped_pinned: s.skipped_pinned,
+        lateness: LatenessView {
+            p50_us: s.lateness.p50_us,
+            p99_us: s.lateness.p99_us,
+            max_us: s.lateness.max_us,
+        },
+        pins: s.pins.clone(),
+    }
+}
+
+/// An event's own fields in words: `note=60 velocity=100`.
+fn describe_fields(extra: &[(String, crate::RawValue)]) -> String {
+    let mut out = String::new();
+    for (k, v) in extra {
+        if !out.is_empty() {
+            out.push(' ');
+        }
+        let v = match v.decode() {
+            Ok(rmpv::Value::String(s)) => s.as_str().unwrap_or("?").to_owned(),
+            Ok(rmpv::Value::F64(f)) => format!("{f:.3}"),
+            Ok(rmpv::Value::F32(f)) => format!("{f:.3}"),
+            Ok(v) => v.to_string(),
+            Err(_) => "?".to_owned(),
+        };
+        out.push_str(k);
+        out.push('=');
+        out.push_str(&v);
+        if out.len() > 120 {
+            out.truncate(117);
+            out.push_str("...");
+            break;
+        }
+    }
+    out
+}
+
+/// A random UUID-shaped session id (version 4 layout), without a UUID crate:
+/// the standard library's randomly seeded hasher is the entropy source.
+fn pseudo_uuid() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let mut words = [0u64; 2];
+    for (i, w) in words.iter_mut().enumerate() {
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u64(i as u64);
+        h.write_u128(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos()),
+        );
+        *w = h.finish();
+    }
+    let b: Vec<u8> = words.iter().flat_map(|w| w.to_be_bytes()).collect();
+    format!(
+        "{:02x}{:02x}{:02x}{:02x}-{:02x}{:02x}-4{:01x}{:02x}-{:01x}{:01x}{:02x}-{}",
+        b[0],
+        b[1],
+        b[2],
+        b[3],
+        b[4],
+        b[5],
+        b[6] & 0x0f,
+        b[7],
+        8 | (b[8] & 0x03),
+        b[8] >> 4,
+        b[9],
+        b[10..16]
+            .iter()
+            .map(|x| format!("{x:02x}"))
+            .collect::<String>()
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uuid_shape() {
+        let a = pseudo_uuid();
+        let b = pseudo_uuid();
+        assert_ne!(a, b);
+        let parts: Vec<&str> = a.split('-').collect();
+        assert_eq!(
+            parts.iter().map(|p| p.len()).collect::<Vec<_>>(),
+            [8, 4, 4, 4, 12]
+        );
+        assert!(parts[2].starts_with('4'));
+        assert!(a.chars().all(|c| c == '-' || c.is_ascii_hexdigit()));
+    }
+
+    #[test]
+    fn event_fields_in_words() {
+        let extra = vec![
+            (
+                "note".to_owned(),
+                crate::RawValue::from_value(&rmpv::Value::from(60)),
+            ),
+            (
+                "preset".to_owned(),
+                crate::RawValue::from_value(&rmpv::Value::from("pad")),
+            ),
+            ("bad".to_owned(), crate::RawValue(vec![0xd9])),
+        ];
+        assert_eq!(describe_fields(&extra), "note=60 preset=pad bad=?");
+    }
+
+    #[test]
+    fn group_prefix_defaults() {
+        assert_eq!(group_prefix("  "), "integr8tor");
+        assert_eq!(group_prefix("team-a"), "team-a");
+    }
+}

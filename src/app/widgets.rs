@@ -1,0 +1,115 @@
+//! Small drawing helpers shared by the panels: time and size formatting, colours.
+
+use egui::Color32;
+
+/// The recording red.
+pub const REC_RED: Color32 = Color32::from_rgb(0xE5, 0x48, 0x4D);
+/// The accent for the playhead and active transport.
+pub const PLAYHEAD: Color32 = Color32::from_rgb(0xFF, 0xB0, 0x20);
+/// Pinned paths.
+pub const PIN: Color32 = Color32::from_rgb(0x4D, 0xB6, 0xFF);
+/// Good state.
+pub const OK_GREEN: Color32 = Color32::from_rgb(0x4C, 0xC3, 0x6B);
+/// Warning state.
+pub const WARN: Color32 = Color32::from_rgb(0xF2, 0xA5, 0x3A);
+
+/// `mm:ss.t` (or `h:mm:ss` past an hour) for a duration in ms.
+pub fn fmt_clock(ms: i64) -> String {
+    let neg = ms < 0;
+    let ms = ms.unsigned_abs();
+    let (h, m, s, tenths) = (
+        ms / 3_600_000,
+        (ms / 60_000) % 60,
+        (ms / 1000) % 60,
+        (ms % 1000) / 100,
+    );
+    let sign = if neg { "-" } else { "" };
+    if h > 0 {
+        format!("{sign}{h}:{m:02}:{s:02}")
+    } else {
+        format!("{sign}{m:02}:{s:02}.{tenths}")
+    }
+}
+
+/// `1.2 MB`-style sizes.
+pub fn fmt_bytes(b: u64) -> String {
+    const UNITS: [&str; 4] = ["B", "KB", "MB", "GB"];
+    let mut v = b as f64;
+    let mut u = 0;
+    while v >= 1000.0 && u < UNITS.len() - 1 {
+        v /= 1000.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{b} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
+}
+
+/// `12,345`-style counts.
+pub fn fmt_count(n: u64) -> String {
+    let s = n.to_string();
+    let mut out = String::with_capacity(s.len() + s.len() / 3);
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// A local date and time for Unix ms, `YYYY-MM-DD HH:MM` (UTC; no time-zone database here).
+pub fn fmt_date(unix_ms: i64) -> String {
+    let secs = unix_ms.div_euclid(1000);
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    // civil-from-days (Howard Hinnant's algorithm)
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}",
+        rem / 3600,
+        (rem / 60) % 60
+    )
+}
+
+/// Blends two colours (t = 0: a, 1: b).
+pub fn lerp_color(a: Color32, b: Color32, t: f32) -> Color32 {
+    let t = t.clamp(0.0, 1.0);
+    let mix = |x: u8, y: u8| (f32::from(x) + (f32::from(y) - f32::from(x)) * t).round() as u8;
+    Color32::from_rgba_unmultiplied(
+        mix(a.r(), b.r()),
+        mix(a.g(), b.g()),
+        mix(a.b(), b.b()),
+        mix(a.a(), b.a()),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats() {
+        assert_eq!(fmt_clock(0), "00:00.0");
+        assert_eq!(fmt_clock(61_234), "01:01.2");
+        assert_eq!(fmt_clock(3_723_000), "1:02:03");
+        assert_eq!(fmt_clock(-1500), "-00:01.5");
+        assert_eq!(fmt_bytes(999), "999 B");
+        assert_eq!(fmt_bytes(3_300_793), "3.3 MB");
+        assert_eq!(fmt_count(30_293), "30,293");
+        assert_eq!(fmt_count(7), "7");
+        assert_eq!(fmt_count(1_000_000), "1,000,000");
+        assert_eq!(fmt_date(0), "1970-01-01 00:00");
+        assert_eq!(fmt_date(1_790_000_810_111), "2026-09-21 14:26");
+    }
+}

@@ -1,0 +1,670 @@
+//! The messages between the window and its workers, and the small workers
+//! (session loader, sessions-folder scanner, file dialog, signal watcher).
+//!
+//! Every worker is a named thread that owns what it touches and reports on
+//! one channel of [`WorkerMsg`]; the window sends [`Command`]s to the control
+//! thread (`control.rs`). Nothing here knows about egui: a worker wakes the
+//! window through a [`Waker`], a plain callback.
+
+use std::ops::ControlFlow;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use crossbeam_channel::Sender;
+
+use crate::kafka::StartFrom;
+use crate::session::{
+    LoadError, LoadProgress, ReadError, ReadOptions, ReadReport, Reader, RecordRef, Session,
+};
+
+/// Asks the window to draw a new frame soon (a worker has news for it).
+pub type Waker = Arc<dyn Fn() + Send + Sync>;
+
+/// A waker that does nothing (tests, and before the window exists).
+pub fn no_waker() -> Waker {
+    Arc::new(|| {})
+}
+
+/// Where the live view and recorder connect, as the performer set it.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct BusSettings {
+    /// Bootstrap servers; `None` or blank starts the embedded broker and the demo.
+    pub brokers: Option<String>,
+    /// librdkafka pass-through options (`-X key=value`).
+    pub options: Vec<(String, String)>,
+    /// Consumer group of the recorder (the live view derives its own from it).
+    pub group_id: String,
+    /// Where a group with no committed offset starts.
+    pub start: StartFrom,
+}
+
+impl BusSettings {
+    /// The brokers if a real cluster is configured.
+    pub fn external_brokers(&self) -> Option<&str> {
+        self.brokers
+            .as_deref()
+            .map(str::trim)
+            .filter(|b| !b.is_empty())
+    }
+}
+
+/// What a recording is set up with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordSettings {
+    /// Folder new sessions are written to.
+    pub sessions_dir: PathBuf,
+    /// Interval between snapshot records.
+    pub snapshot_interval_ms: i64,
+}
+
+/// The player's transport commands, as the window issues them.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TransportCmd {
+    /// Start or resume playback.
+    Play,
+    /// Hold at the current position.
+    Pause,
+    /// Stop and go back to the start.
+    Stop,
+    /// Playback speed factor (0.1..=8).
+    SetSpeed(f64),
+    /// Jump to a session instant (`ts_ms`); the state there is republished.
+    Seek(i64),
+    /// Loop between two session instants, or not at all.
+    SetLoop(Option<(i64, i64)>),
+    /// One event forward.
+    StepForward,
+    /// One event back.
+    StepBack,
+    /// Mute or unmute a group of paths (pattern like `gen.2.*`).
+    SetMuted {
+        /// Path pattern.
+        group: String,
+        /// Muted or not.
+        muted: bool,
+    },
+    /// Play only this group (pattern), or every group again.
+    SetSolo(Option<String>),
+}
+
+/// What the window asks the control thread to do.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Command {
+    /// (Re)connect the live view, publisher and recorder; replaces the current bus.
+    Connect(BusSettings),
+    /// Start recording the bus into a new session file.
+    StartRecording(RecordSettings),
+    /// Finalize the recording in progress.
+    StopRecording,
+    /// Load a session file for playback (replacing the loaded one).
+    Open {
+        /// The file.
+        path: PathBuf,
+        /// Keep what is readable before a corrupt offset.
+        recover: bool,
+    },
+    /// Cancel a load in progress.
+    CancelLoad,
+    /// A transport command for the player of the loaded session.
+    Transport(TransportCmd),
+    /// The performer moved a value: pin it (during playback) and publish it with actor `user`.
+    Touch {
+        /// Parameter path.
+        path: String,
+        /// New normalized value.
+        value: f64,
+    },
+    /// How long a touch pins a path during playback (applies to the next loaded player too).
+    SetPinMs(i64),
+    /// List the session files of a folder (in the background).
+    ScanSessions(PathBuf),
+    /// Stop everything cleanly (finalize a recording) and end the thread.
+    Shutdown,
+}
+
+/// How the link to the brokers is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LinkState {
+    /// Not connected and not trying.
+    Idle,
+    /// Opening the endpoint (starting the embedded broker, creating clients).
+    Connecting,
+    /// Talking to the brokers.
+    Connected,
+    /// The brokers are away; the clients keep retrying.
+    Retrying(String),
+    /// The clients could not even be created (bad settings).
+    Failed(String),
+}
+
+/// One live message, reduced to what the window shows.
+#[derive(Debug, Clone, PartialEq)]
+pub enum LiveMsg {
+    /// A parameter change.
+    Param {
+        /// Path.
+        path: String,
+        /// Normalized value.
+        value: f64,
+        /// Actor name (`user`, `replay`, ...).
+        actor: String,
+        /// Producer id.
+        producer: String,
+        /// Envelope time.
+        ts_ms: i64,
+    },
+    /// A mod bus value.
+    Mod {
+        /// Bus number (0..16).
+        bus: i64,
+        /// Value.
+        value: f64,
+        /// Envelope time.
+        ts_ms: i64,
+    },
+    /// A level meter.
+    Audio {
+        /// Source (`gen.1`, `master`).
+        source: String,
+        /// Peak.
+        peak: f64,
+        /// RMS, if sent.
+        rms: Option<f64>,
+    },
+    /// A sparse event.
+    Event {
+        /// Envelope time.
+        ts_ms: i64,
+        /// Event type.
+        event_type: String,
+        /// Its other fields, in words (`note=60 velocity=100`).
+        detail: String,
+        /// Actor name.
+        actor: String,
+    },
+    /// A full state (preset, routing).
+    State {
+        /// State key.
+        key: String,
+        /// Envelope time.
+        ts_ms: i64,
+    },
+}
+
+/// Counters of the bus clients since they connected.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BusCounters {
+    /// Messages read from Kafka by the live view.
+    pub received: u64,
+    /// Duplicates dropped by the live view.
+    pub duplicates: u64,
+    /// Undecodable messages skipped.
+    pub malformed: u64,
+    /// Published messages that were never delivered.
+    pub delivery_failed: u64,
+    /// Published messages acknowledged.
+    pub delivered: u64,
+}
+
+/// Recorder figures while it runs.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct RecordingStats {
+    /// Time since the recording started.
+    pub elapsed_ms: i64,
+    /// Events written.
+    pub events: u64,
+    /// Recent write rate.
+    pub events_per_s: f64,
+    /// File size.
+    pub bytes: u64,
+    /// Duplicates dropped.
+    pub duplicates: u64,
+    /// Malformed messages skipped.
+    pub malformed: u64,
+    /// Messages not recorded by the actor rules (`replay`, `telemetry`).
+    pub filtered: u64,
+}
+
+/// Whether the player runs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum PlayState {
+    /// At rest (at the start).
+    #[default]
+    Stopped,
+    /// Playing.
+    Playing,
+    /// Held at a position.
+    Paused,
+}
+
+/// Replay lateness percentiles, microseconds.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct LatenessView {
+    /// Median.
+    pub p50_us: f64,
+    /// 99th percentile.
+    pub p99_us: f64,
+    /// Worst.
+    pub max_us: f64,
+}
+
+/// The player's state as last reported.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PlaybackStatus {
+    /// Stopped, playing or paused.
+    pub state: PlayState,
+    /// Session time of the playhead (`ts_ms`).
+    pub position_ms: i64,
+    /// Speed factor.
+    pub speed: f64,
+    /// Loop points (session `ts_ms`), if looping.
+    pub loop_range: Option<(i64, i64)>,
+    /// Events republished.
+    pub dispatched: u64,
+    /// Events skipped because their path was pinned.
+    pub skipped_pinned: u64,
+    /// How late dispatches were.
+    pub lateness: LatenessView,
+    /// Pinned paths and the milliseconds left on each pin.
+    pub pins: Vec<(String, i64)>,
+}
+
+/// A session loaded for playback: its facts and the loaded tables.
+#[derive(Debug, Clone)]
+pub struct LoadedSession {
+    /// The file.
+    pub path: PathBuf,
+    /// The loaded session (events, lanes, state at any instant).
+    pub session: Arc<Session>,
+    /// Parameter paths, sorted.
+    pub param_paths: Vec<String>,
+    /// First and last `ts_ms` (equal when there is one event; `(0, 0)` when none).
+    pub range: (i64, i64),
+    /// Event records.
+    pub events: u64,
+    /// Snapshot instants, in file order.
+    pub snapshots: Vec<i64>,
+    /// File size when loaded.
+    pub bytes: u64,
+    /// What the reader met (dropped tail, recovered corruption).
+    pub report: ReadReport,
+    /// Whether it was loaded with recovery.
+    pub recovered: bool,
+}
+
+impl LoadedSession {
+    /// Gathers the facts of a loaded session.
+    pub fn new(session: Arc<Session>, recovered: bool) -> LoadedSession {
+        let range = session.time_range().unwrap_or((0, 0));
+        LoadedSession {
+            path: session.path().to_path_buf(),
+            param_paths: session.param_paths().map(str::to_owned).collect(),
+            range,
+            events: session.events().len() as u64,
+            snapshots: session.snapshots().iter().map(|s| s.ts_ms).collect(),
+            bytes: session.file_bytes(),
+            report: session.read_report().clone(),
+            recovered,
+            session,
+        }
+    }
+
+    /// Duration from the first to the last event.
+    pub fn duration_ms(&self) -> i64 {
+        self.range.1 - self.range.0
+    }
+}
+
+/// Why a load failed, for the performer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoadFailure {
+    /// The file.
+    pub path: PathBuf,
+    /// The reader's message.
+    pub message: String,
+    /// The corrupt byte offset, when the file is damaged there.
+    pub offset: Option<u64>,
+    /// Whether loading with recovery would keep something.
+    pub recoverable: bool,
+}
+
+/// One file of the sessions folder.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SessionFileInfo {
+    /// The file.
+    pub path: PathBuf,
+    /// Size in bytes.
+    pub bytes: u64,
+    /// Last modification (Unix ms), if known.
+    pub modified_ms: Option<i64>,
+    /// First event's `ts_ms`, if any.
+    pub first_ts_ms: Option<i64>,
+    /// From first to last event.
+    pub duration_ms: i64,
+    /// Event records.
+    pub events: u64,
+    /// What is wrong with it, if anything (it is listed anyway).
+    pub problem: Option<String>,
+}
+
+/// What workers tell the window.
+#[derive(Debug, Clone)]
+pub enum WorkerMsg {
+    /// Opening a bus endpoint.
+    Connecting {
+        /// Bootstrap servers (empty while an embedded broker starts).
+        brokers: String,
+        /// Whether the embedded broker is being started.
+        embedded: bool,
+    },
+    /// The clients are created; the link state follows.
+    Connected {
+        /// Bootstrap servers.
+        brokers: String,
+        /// The embedded broker is in use.
+        embedded: bool,
+        /// The demo engine runs.
+        demo: bool,
+    },
+    /// The link changed.
+    Link(LinkState),
+    /// New live messages.
+    Live(Vec<LiveMsg>),
+    /// The bus counters now.
+    Counters(BusCounters),
+    /// A problem worth showing (non-fatal).
+    Notice(String),
+    /// A recording started, into this file.
+    RecordingStarted(PathBuf),
+    /// Recorder figures.
+    RecordingStats(RecordingStats),
+    /// A recording was finalized.
+    RecordingStopped {
+        /// The file.
+        path: PathBuf,
+        /// Events written.
+        events: u64,
+        /// File size.
+        bytes: u64,
+    },
+    /// The recorder failed (it has stopped).
+    RecordingFailed(String),
+    /// A load began.
+    LoadStarted(PathBuf),
+    /// Load progress.
+    LoadProgress {
+        /// Bytes read.
+        bytes_read: u64,
+        /// File size.
+        total_bytes: u64,
+    },
+    /// A session is loaded and its player is ready.
+    Loaded(LoadedSession),
+    /// The load failed.
+    LoadFailed(LoadFailure),
+    /// The load was cancelled.
+    LoadCancelled,
+    /// The player's state.
+    Playback(PlaybackStatus),
+    /// The player reported an error.
+    PlaybackError(String),
+    /// Playback reached the end.
+    PlaybackFinished,
+    /// A folder scan began.
+    ScanStarted(PathBuf),
+    /// One file of the folder.
+    SessionListed(SessionFileInfo),
+    /// The scan is done.
+    ScanDone,
+    /// The file dialog returned a file.
+    FileChosen(PathBuf),
+    /// SIGTERM or SIGINT: close the window (finalizing any recording).
+    Terminate,
+}
+
+/// Sends to the window and wakes it. Cheap to clone.
+#[derive(Clone)]
+pub struct Outbox {
+    tx: Sender<WorkerMsg>,
+    waker: Waker,
+}
+
+impl std::fmt::Debug for Outbox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Outbox").finish_non_exhaustive()
+    }
+}
+
+impl Outbox {
+    /// An outbox over a channel and a waker.
+    pub fn new(tx: Sender<WorkerMsg>, waker: Waker) -> Outbox {
+        Outbox { tx, waker }
+    }
+
+    /// Sends a message; false when the window is gone.
+    pub fn send(&self, msg: WorkerMsg) -> bool {
+        let ok = self.tx.send(msg).is_ok();
+        (self.waker)();
+        ok
+    }
+}
+
+/// Loads a session on a named thread, reporting progress; `cancel` stops it.
+/// The result goes to `done` (the control thread, which starts the player).
+pub fn spawn_loader(
+    path: PathBuf,
+    recover: bool,
+    cancel: Arc<AtomicBool>,
+    outbox: Outbox,
+    done: Sender<Result<LoadedSession, WorkerMsg>>,
+) -> std::io::Result<std::thread::JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name("session-loader".to_owned())
+        .spawn(move || {
+            outbox.send(WorkerMsg::LoadStarted(path.clone()));
+            let result = load_session(&path, recover, &cancel, &outbox);
+            let _ = done.send(result);
+        })
+}
+
+/// Progress messages are sent at most this often.
+const PROGRESS_EVERY: Duration = Duration::from_millis(50);
+
+fn load_session(
+    path: &Path,
+    recover: bool,
+    cancel: &AtomicBool,
+    outbox: &Outbox,
+) -> Result<LoadedSession, WorkerMsg> {
+    let mut last = Instant::now() - PROGRESS_EVERY;
+    let progress = |p: LoadProgress| {
+        if cancel.load(Ordering::Relaxed) {
+            return ControlFlow::Break(());
+        }
+        if last.elapsed() >= PROGRESS_EVERY {
+            last = Instant::now();
+            outbox.send(WorkerMsg::LoadProgress {
+                bytes_read: p.bytes_read,
+                total_bytes: p.total_bytes,
+            });
+        }
+        ControlFlow::Continue(())
+    };
+    match Session::open_with(path, ReadOptions { recover }, progress) {
+        Ok(session) => Ok(LoadedSession::new(Arc::new(session), recover)),
+        Err(LoadError::Cancelled) => Err(WorkerMsg::LoadCancelled),
+        Err(e) => Err(WorkerMsg::LoadFailed(describe_load_error(path, &e))),
+    }
+}
+
+/// Words and offset for a load error; corrupt and truncated files are recoverable.
+pub fn describe_load_error(path: &Path, e: &LoadError) -> LoadFailure {
+    let (offset, recoverable) = match e {
+        LoadError::Read(ReadError::Corrupt { corruption, .. }) => (Some(corruption.offset), true),
+        LoadError::Record { offset, .. } => (Some(*offset), true),
+        _ => (None, false),
+    };
+    LoadFailure {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+        offset,
+        recoverable,
+    }
+}
+
+/// Lists the `.msgpack` files of `dir` on a named thread, newest first, one
+/// message per file as soon as it is read. `known` files (same size and
+/// modification time as listed before) are not read again.
+pub fn spawn_scanner(
+    dir: PathBuf,
+    known: Vec<SessionFileInfo>,
+    outbox: Outbox,
+) -> std::io::Result<std::thread::JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name("session-scanner".to_owned())
+        .spawn(move || {
+            outbox.send(WorkerMsg::ScanStarted(dir.clone()));
+            let mut files = match list_session_files(&dir) {
+                Ok(f) => f,
+                Err(e) => {
+                    outbox.send(WorkerMsg::Notice(format!(
+                        "cannot list sessions in {}: {e}",
+                        dir.display()
+                    )));
+                    outbox.send(WorkerMsg::ScanDone);
+                    return;
+                }
+            };
+            files.sort_by(|a, b| b.1.cmp(&a.1));
+            for (path, modified_ms, bytes) in files {
+                let cached = known
+                    .iter()
+                    .find(|k| k.path == path && k.bytes == bytes && k.modified_ms == modified_ms);
+                let info = match cached {
+                    Some(k) => k.clone(),
+                    None => summarize_file(&path, bytes, modified_ms),
+                };
+                if !outbox.send(WorkerMsg::SessionListed(info)) {
+                    return;
+                }
+            }
+            outbox.send(WorkerMsg::ScanDone);
+        })
+}
+
+fn list_session_files(dir: &Path) -> std::io::Result<Vec<(PathBuf, Option<i64>, u64)>> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let Ok(entry) = entry else { continue };
+        let path = entry.path();
+        if path.extension().and_then(|e| e.to_str()) != Some("msgpack") {
+            continue;
+        }
+        let Ok(meta) = entry.metadata() else { continue };
+        if !meta.is_file() {
+            continue;
+        }
+        let modified = meta.modified().ok().and_then(|m| {
+            m.duration_since(SystemTime::UNIX_EPOCH)
+                .ok()
+                .map(|d| d.as_millis() as i64)
+        });
+        out.push((path, modified, meta.len()));
+    }
+    Ok(out)
+}
+
+/// Reads a session file through once for its event count and time range.
+pub fn summarize_file(path: &Path, bytes: u64, modified_ms: Option<i64>) -> SessionFileInfo {
+    let mut info = SessionFileInfo {
+        path: path.to_path_buf(),
+        bytes,
+        modified_ms,
+        first_ts_ms: None,
+        duration_ms: 0,
+        events: 0,
+        problem: None,
+    };
+    let mut reader = match Reader::open(path, ReadOptions { recover: true }) {
+        Ok(r) => r,
+        Err(e) => {
+            info.problem = Some(e.to_string());
+            return info;
+        }
+    };
+    let (mut lo, mut hi) = (i64::MAX, i64::MIN);
+    loop {
+        match reader.next() {
+            Ok(Some(located)) => {
+                if let RecordRef::Event { fields, .. } = located.record {
+                    lo = lo.min(fields.ts_ms);
+                    hi = hi.max(fields.ts_ms);
+                    info.events += 1;
+                }
+            }
+            Ok(None) => break,
+            Err(e) => {
+                info.problem = Some(e.to_string());
+                break;
+            }
+        }
+    }
+    let report = reader.report();
+    if let Some(c) = &report.corrupt {
+        info.problem = Some(format!("corrupt at byte {}: {}", c.offset, c.reason));
+    } else if report.dropped_bytes > 0 {
+        info.problem = Some(format!(
+            "truncated ({} bytes dropped)",
+            report.dropped_bytes
+        ));
+    }
+    if info.events > 0 {
+        info.first_ts_ms = Some(lo);
+        info.duration_ms = hi - lo;
+    }
+    info
+}
+
+/// Shows the open-file dialog on its own thread (it blocks until the performer
+/// chooses) and reports the chosen file.
+pub fn spawn_file_dialog(
+    start_dir: Option<PathBuf>,
+    outbox: Outbox,
+) -> std::io::Result<std::thread::JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name("file-dialog".to_owned())
+        .spawn(move || {
+            let mut dialog = rfd::FileDialog::new()
+                .set_title("Open a session")
+                .add_filter("Integr8tor session", &["msgpack"]);
+            if let Some(dir) = start_dir.filter(|d| d.is_dir()) {
+                dialog = dialog.set_directory(dir);
+            }
+            if let Some(path) = dialog.pick_file() {
+                outbox.send(WorkerMsg::FileChosen(path));
+            }
+        })
+}
+
+/// Turns SIGTERM and SIGINT into [`WorkerMsg::Terminate`] so the window closes
+/// cleanly (and a recording is finalized) instead of dying mid-write.
+pub fn spawn_signal_watcher(outbox: Outbox) -> std::io::Result<()> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])?;
+    std::thread::Builder::new()
+        .name("signal-watcher".to_owned())
+        .spawn(move || {
+            for signal in signals.forever() {
+                log::info!("signal {signal}: closing the window");
+                outbox.send(WorkerMsg::Terminate);
+            }
+        })?;
+    Ok(())
+}
+
+/// Whether a `Cancelled` flag should stop a running loader (helper for the control thread).
+pub fn cancel_flag() -> Arc<AtomicBool> {
+    Arc::new(AtomicBool::new(false))
+}
