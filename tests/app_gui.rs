@@ -226,6 +226,13 @@ fn keyboard_shortcuts_work() {
         press(&mut f, egui::Key::L),
         [Command::Transport(TransportCmd::SetLoop(None))]
     );
+    // a clicked (focused) button does not swallow the shortcuts, nor fire twice
+    f.harness.get_by_label("Stop").click();
+    assert_eq!(f.take(), [Command::Transport(TransportCmd::Stop)]);
+    assert_eq!(
+        press(&mut f, egui::Key::Space),
+        [Command::Transport(TransportCmd::Play)]
+    );
     // Space pauses while playing
     f.send(WorkerMsg::Playback(PlaybackStatus {
         state: PlayState::Playing,

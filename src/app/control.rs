@@ -395,7 +395,7 @@ impl Ctl {
         }
         self.send(WorkerMsg::Connected {
             brokers,
-            embedded: route != Route::Given,
+            embedded: route == Route::EmbeddedStarted,
             demo: bus.demo.is_some(),
         });
         self.bus = Some(bus);

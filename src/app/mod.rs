@@ -221,6 +221,7 @@ impl IntegratorApp {
             outbox,
             control: None,
             ui: UiState {
+                tab: Tab::Mods,
                 speed: 1.0,
                 settings_draft: settings.clone(),
                 ..UiState::default()
@@ -289,7 +290,7 @@ impl IntegratorApp {
                     self.ui.muted.clear();
                     self.ui.solo = None;
                     self.ui.speed = 1.0;
-                    if self.ui.tab == Tab::Sessions {
+                    if self.ui.tab != Tab::Settings {
                         self.ui.tab = Tab::Timeline;
                     }
                 }
@@ -366,7 +367,10 @@ impl IntegratorApp {
                     &mut self.pending,
                 );
                 ui.add_space(4.0);
-                timeline::scrub_ui(ui, &self.model, &mut self.ui, &mut self.pending);
+                ui.horizontal(|ui| {
+                    transport::position_ui(ui, &self.model);
+                    timeline::scrub_ui(ui, &self.model, &mut self.ui, &mut self.pending);
+                });
             });
         egui::Panel::bottom("status")
             .frame(

@@ -32,6 +32,8 @@ pub struct Bucket {
     pub min: f32,
     /// Largest value (NaN when unknown).
     pub max: f32,
+    /// Value of the column's last event (NaN when unknown).
+    pub last: f32,
 }
 
 impl Bucket {
@@ -39,6 +41,7 @@ impl Bucket {
         count: 0,
         min: f32::NAN,
         max: f32::NAN,
+        last: f32::NAN,
     };
 }
 
@@ -83,6 +86,7 @@ pub fn bucketize(
         if v.is_finite() {
             b.min = if b.min.is_nan() { v } else { b.min.min(v) };
             b.max = if b.max.is_nan() { v } else { b.max.max(v) };
+            b.last = v;
         }
     }
     out
@@ -99,6 +103,20 @@ fn partition_point(n: usize, pred: impl Fn(usize) -> bool) -> usize {
         }
     }
     lo
+}
+
+/// The value of the last event before `t0` (NaN if none): where a lane's
+/// held value starts at the left edge of the view.
+pub fn value_before(
+    n: usize,
+    ts: impl Fn(usize) -> i64,
+    value: impl Fn(usize) -> f64,
+    t0: i64,
+) -> f32 {
+    match partition_point(n, |i| ts(i) < t0) {
+        0 => f32::NAN,
+        i => value(i - 1) as f32,
+    }
 }
 
 /// Buckets of one name's lane of a session.
@@ -124,13 +142,22 @@ pub fn lane_buckets(
 #[derive(Debug, Default)]
 pub struct Caches {
     key: Option<(usize, i64, i64, usize)>,
-    lanes: Vec<(String, Vec<Bucket>)>,
+    lanes: Vec<Lane>,
     /// The mod plots' cache (see `mods.rs`).
     pub mods: Option<(usize, i64, i64, usize, Vec<Vec<[f64; 2]>>)>,
 }
 
 fn session_key(s: &Arc<Session>) -> usize {
     Arc::as_ptr(s) as usize
+}
+
+/// One lane of the timeline for the current view.
+#[derive(Debug)]
+struct Lane {
+    path: String,
+    /// The value held at the left edge.
+    before: f32,
+    buckets: Vec<Bucket>,
 }
 
 /// Lanes (parameter paths) and their buckets for the view, from the cache when possible.
@@ -141,17 +168,31 @@ fn lanes_for<'c>(
     t0: i64,
     t1: i64,
     width: usize,
-) -> &'c [(String, Vec<Bucket>)] {
+) -> &'c [Lane] {
     let key = (session_key(session), t0, t1, width);
     if caches.key != Some(key) {
         caches.lanes = paths
             .iter()
-            .map(|p| {
-                let buckets = match session.name_id(p) {
-                    Some(id) => lane_buckets(session, session.lane(id), t0, t1, width),
-                    None => vec![Bucket::EMPTY; width],
-                };
-                (p.clone(), buckets)
+            .map(|p| match session.name_id(p) {
+                Some(id) => {
+                    let lane = session.lane(id);
+                    let ev = session.events();
+                    Lane {
+                        path: p.clone(),
+                        before: value_before(
+                            lane.len(),
+                            |i| ev[lane[i] as usize].ts_ms,
+                            |i| ev[lane[i] as usize].value,
+                            t0,
+                        ),
+                        buckets: lane_buckets(session, lane, t0, t1, width),
+                    }
+                }
+                None => Lane {
+                    path: p.clone(),
+                    before: f32::NAN,
+                    buckets: vec![Bucket::EMPTY; width],
+                },
             })
             .collect();
         caches.key = Some(key);
@@ -395,7 +436,8 @@ pub fn timeline_ui(ui: &mut egui::Ui, model: &Model, st: &mut UiState, cmds: &mu
 
     // lanes
     let lanes = lanes_for(&mut st.caches, &s.session, &s.param_paths, t0, t1, width);
-    for (i, (path, buckets)) in lanes.iter().enumerate() {
+    for (i, lane) in lanes.iter().enumerate() {
+        let (path, buckets) = (&lane.path, &lane.buckets);
         let top = lanes_rect.top() + i as f32 * row_h;
         let row = Rect::from_min_max(
             Pos2::new(full.left(), top),
@@ -414,29 +456,56 @@ pub fn timeline_ui(ui: &mut egui::Ui, model: &Model, st: &mut UiState, cmds: &mu
             FontId::proportional((row_h * 0.6).clamp(10.0, 13.0)),
             if pinned { PIN } else { visuals.text_color() },
         );
-        let maxc = buckets.iter().map(|b| b.count).max().unwrap_or(1).max(1) as f32;
-        let mut mesh = Mesh::default();
         let inner_top = top + 2.0;
         let inner_h = row_h - 4.0;
+        let y_of = |v: f32| inner_top + inner_h * (1.0 - v.clamp(0.0, 1.0));
+        let mut mesh = Mesh::default();
+        // the held value, as an automation lane: runs of equal value are one rect
+        let mut held = lane.before;
+        let mut run_start = 0usize;
+        let flush = |mesh: &mut Mesh, from: usize, to: usize, v: f32| {
+            if v.is_finite() && to > from {
+                let x0 = lanes_rect.left() + from as f32;
+                let x1 = lanes_rect.left() + to as f32;
+                let y = y_of(v);
+                mesh.add_colored_rect(
+                    Rect::from_min_max(Pos2::new(x0, y), Pos2::new(x1, inner_top + inner_h)),
+                    color.gamma_multiply(0.16),
+                );
+                mesh.add_colored_rect(
+                    Rect::from_min_max(Pos2::new(x0, y - 0.75), Pos2::new(x1, y + 0.75)),
+                    color.gamma_multiply(0.7),
+                );
+            }
+        };
+        for (c, b) in buckets.iter().enumerate() {
+            if b.last.is_finite() && b.last != held {
+                flush(&mut mesh, run_start, c, held);
+                held = b.last;
+                run_start = c;
+            }
+        }
+        flush(&mut mesh, run_start, buckets.len(), held);
+        // the events themselves: each column's min..max, brighter where denser
+        let maxc = buckets.iter().map(|b| b.count).max().unwrap_or(1).max(1) as f32;
         for (c, b) in buckets.iter().enumerate() {
             if b.count == 0 {
                 continue;
             }
             let x = lanes_rect.left() + c as f32;
-            let density = 0.25 + 0.75 * ((b.count as f32).ln_1p() / maxc.ln_1p());
-            if b.min.is_finite() {
-                let y_hi = inner_top + inner_h * (1.0 - b.max.clamp(0.0, 1.0));
-                let y_lo = inner_top + inner_h * (1.0 - b.min.clamp(0.0, 1.0));
-                let r =
-                    Rect::from_min_max(Pos2::new(x, y_hi - 1.0), Pos2::new(x + 1.0, y_lo + 1.0));
-                mesh.add_colored_rect(r, color.gamma_multiply(density));
+            let density = 0.55 + 0.45 * ((b.count as f32).ln_1p() / maxc.ln_1p());
+            let r = if b.min.is_finite() {
+                Rect::from_min_max(
+                    Pos2::new(x - 0.5, y_of(b.max) - 1.5),
+                    Pos2::new(x + 1.5, y_of(b.min) + 1.5),
+                )
             } else {
-                let r = Rect::from_min_max(
+                Rect::from_min_max(
                     Pos2::new(x, inner_top),
                     Pos2::new(x + 1.0, inner_top + inner_h),
-                );
-                mesh.add_colored_rect(r, color.gamma_multiply(density * 0.6));
-            }
+                )
+            };
+            mesh.add_colored_rect(r, color.gamma_multiply(density));
         }
         painter.add(mesh);
     }

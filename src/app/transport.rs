@@ -86,7 +86,7 @@ pub fn shortcuts(
     settings: &Settings,
     cmds: &mut Vec<Command>,
 ) {
-    if ctx.egui_wants_keyboard_input() {
+    if ctx.text_edit_focused() {
         return;
     }
     let pressed = |key: Key| ctx.input_mut(|i| i.consume_key(Modifiers::NONE, key));
@@ -318,19 +318,19 @@ pub fn transport_ui(
                 }
             }
         });
-
-        // --- position, right-aligned
-        ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
-            let text = match &model.session {
-                Some(s) => format!(
-                    "{} / {}",
-                    fmt_clock(model.position_rel_ms()),
-                    fmt_clock(s.duration_ms())
-                ),
-                None => "--:--.- / --:--.-".to_owned(),
-            };
-            ui.label(RichText::new(text).monospace().size(20.0).color(PLAYHEAD))
-                .on_hover_text("Playhead / session duration");
-        });
     });
+}
+
+/// The playhead readout, `00:12.3 / 00:59.9`.
+pub fn position_ui(ui: &mut egui::Ui, model: &Model) {
+    let text = match &model.session {
+        Some(s) => format!(
+            "{} / {}",
+            fmt_clock(model.position_rel_ms()),
+            fmt_clock(s.duration_ms())
+        ),
+        None => "--:--.- / --:--.-".to_owned(),
+    };
+    ui.label(RichText::new(text).monospace().size(18.0).color(PLAYHEAD))
+        .on_hover_text("Playhead / session duration");
 }
