@@ -411,3 +411,60 @@ fn the_truncated_fixture_loads_and_says_how_much_was_dropped() {
     h.run_steps(3);
     assert!(h.query_by_label_contains("37 bytes dropped").is_some());
 }
+
+#[test]
+fn the_sessions_folder_is_listed_in_the_background_with_duration_events_and_size() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(fixture("small-60s.msgpack"), dir.path().join("gig.msgpack")).unwrap();
+    std::fs::write(dir.path().join("notes.txt"), "not a session").unwrap();
+    let settings = Settings {
+        sessions_dir: dir.path().to_path_buf(),
+        ..Settings::default()
+    };
+    let app = IntegratorApp::offline(settings);
+    let mut h = Harness::builder()
+        .with_size([1400.0, 1100.0])
+        .build_ui_state(|ui, app: &mut IntegratorApp| app.ui(ui), app);
+    h.get_by_label("Sessions").click();
+    h.run_steps(2);
+    h.get_by_label("Rescan folder").click();
+    wait_for(&mut h, "the listing", |app| {
+        let b = &app.model().browser;
+        !b.scanning && !b.files.is_empty()
+    });
+    let files = &h.state().model().browser.files;
+    assert_eq!(files.len(), 1, "only .msgpack files are listed");
+    assert_eq!(files[0].events, 30_293);
+    assert_eq!(files[0].duration_ms, 59_994);
+    assert!(h.query_by_label("gig.msgpack").is_some());
+    assert!(h.query_by_label("30,293").is_some());
+    assert!(h.query_by_label("2026-09-21 14:26").is_some());
+    h.get_by_label("Open gig.msgpack").click();
+    wait_for(&mut h, "the load", |app| app.model().session.is_some());
+    assert_eq!(
+        h.state().settings().recent_files.first(),
+        Some(&dir.path().join("gig.msgpack")),
+        "an opened file goes to the recent list"
+    );
+}
+
+#[test]
+fn applying_new_brokers_in_settings_reconnects_without_a_restart() {
+    let mut f = Fake::new();
+    f.harness.get_by_label("Settings").click();
+    f.harness.run_steps(2);
+    f.harness.get_by_label("Brokers").focus();
+    f.harness.run_steps(1);
+    f.harness.get_by_label("Brokers").type_text("kafka-1:9092");
+    f.harness.run_steps(2);
+    f.take();
+    f.harness.get_by_label("Apply").click();
+    let cmds = f.take();
+    match cmds.as_slice() {
+        [Command::Connect(bus)] => {
+            assert_eq!(bus.brokers.as_deref(), Some("kafka-1:9092"));
+        }
+        other => panic!("expected one Connect, got {other:?}"),
+    }
+    assert_eq!(f.harness.state().settings().brokers, "kafka-1:9092");
+}
