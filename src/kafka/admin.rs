@@ -165,11 +165,24 @@ pub fn create_topics(
         for _ in 0..100 {
             probe.poll(Duration::ZERO);
         }
+        let mut detail = probe.context().take();
+        if detail.is_none() {
+            // nothing said yet: give librdkafka a moment to report why
+            for _ in 0..20 {
+                probe.poll(Duration::from_millis(10));
+                detail = probe.context().take();
+                if detail.is_some() {
+                    break;
+                }
+            }
+        }
         BusError::Client {
             action,
             brokers: brokers.to_owned(),
             error: e,
-            detail: probe.context().take(),
+            detail: Some(detail.unwrap_or_else(|| {
+                format!("no answer within {timeout:?} and no reason given by librdkafka")
+            })),
         }
     };
     let metadata = probe

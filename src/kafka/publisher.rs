@@ -344,6 +344,11 @@ struct State {
     /// The latest rate-limited draft per (topic, key), sent by `flush_rate_limited`.
     pending: HashMap<(Topic, String), Draft>,
     buf: Vec<u8>,
+    /// Copies of the producer id and default source, moved into each
+    /// envelope for encoding and taken back after, so a publish allocates
+    /// no identity strings.
+    producer_id: String,
+    source: String,
 }
 
 /// An idempotent, rate-limited, never-blocking Kafka producer of envelopes.
@@ -354,7 +359,6 @@ pub struct Publisher {
     counters: Arc<Counters>,
     events: Receiver<PublisherEvent>,
     producer_id: String,
-    source: String,
     brokers: String,
     flush_on_drop: Duration,
 }
@@ -394,11 +398,12 @@ impl Publisher {
                 limiter: RateLimiter::new(config.rate_limits, clock),
                 pending: HashMap::new(),
                 buf: Vec::with_capacity(256),
+                producer_id: config.producer_id.clone(),
+                source: config.source,
             }),
             counters,
             events,
             producer_id: config.producer_id,
-            source: config.source,
             brokers: connection.brokers().to_owned(),
             flush_on_drop: config.flush_on_drop,
         })
@@ -525,19 +530,32 @@ impl Publisher {
     fn send_locked(&self, state: &mut State, draft: Draft) -> PublishOutcome {
         let seq = state.next_seq;
         let topic = draft.topic();
-        let envelope = Envelope {
+        let own_source = draft.source.is_none();
+        let mut envelope = Envelope {
             v: 1,
-            session_id: state.session_id.clone(),
-            producer_id: self.producer_id.clone(),
+            session_id: std::mem::take(&mut state.session_id),
+            producer_id: std::mem::take(&mut state.producer_id),
             seq,
             ts_ms: draft.ts_ms.unwrap_or_else(unix_ms_now),
             actor: Some(draft.actor),
-            source: Some(draft.source.unwrap_or_else(|| self.source.clone())),
+            source: Some(
+                draft
+                    .source
+                    .unwrap_or_else(|| std::mem::take(&mut state.source)),
+            ),
             body: draft.body,
             extra: draft.extra,
         };
         state.buf.clear();
         envelope.encode_into(&mut state.buf);
+        // the identity strings go back for the next message
+        state.session_id = std::mem::take(&mut envelope.session_id);
+        state.producer_id = std::mem::take(&mut envelope.producer_id);
+        if own_source {
+            if let Some(source) = envelope.source.take() {
+                state.source = source;
+            }
+        }
         let record = BaseRecord::with_opaque_to(topic.name(), seq as usize)
             .key(envelope.kafka_key())
             .payload(&state.buf[..]);
