@@ -11,6 +11,7 @@ use std::fs::File;
 use std::ops::ControlFlow;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 
 use hashbrown::HashMap;
 
@@ -18,6 +19,7 @@ use crate::envelope::{ActorKind, Envelope, EnvelopeError, Topic};
 use crate::session::reader::{
     snapshot_entries, ReadError, ReadOptions, ReadReport, Reader, RecordRef,
 };
+use crate::session::split::{self, FileAt};
 
 /// Index of an interned name (a parameter path, `bus.N`, an event type, a state key).
 pub type NameId = u32;
@@ -119,6 +121,15 @@ impl Interner {
         id
     }
 
+    /// The interned byte strings, by id.
+    fn in_id_order(&self) -> impl Iterator<Item = &[u8]> + '_ {
+        let mut raw: Vec<&[u8]> = vec![&[]; self.names.len()];
+        for (bytes, &id) in &self.ids {
+            raw[id as usize] = bytes;
+        }
+        raw.into_iter()
+    }
+
     fn get(&self, name: &str) -> Option<u32> {
         self.ids.get(name.as_bytes()).copied()
     }
@@ -160,6 +171,116 @@ pub struct Session {
 
 const MIN_CHECKPOINT_EVERY: usize = 256;
 
+/// Files at least this big are loaded in parallel parts.
+const PARALLEL_MIN_BYTES: u64 = 2 << 20;
+
+/// At most this many parts (and threads) per load.
+const MAX_PARTS: usize = 8;
+
+/// Why a part's read stopped.
+enum Stop {
+    /// It reached the start of the next part.
+    Reached,
+    /// The reader found nothing more to read: the end of the file, a cut-short
+    /// last record, or (when recovering) corruption.
+    Ended,
+    /// An error that ends the whole load.
+    Failed(LoadError),
+    /// The progress callback cancelled the load.
+    Cancelled,
+}
+
+impl Stop {
+    fn is_reached(&self) -> bool {
+        matches!(self, Stop::Reached)
+    }
+}
+
+/// What one part of a file held.
+struct PartOut {
+    builder: Builder,
+    report: ReadReport,
+    /// Offset of the first byte after the part's last record.
+    end: u64,
+    stop: Stop,
+}
+
+/// Reads records from `start` (a record boundary) until a record starts at or
+/// after `limit`, or the reader stops. `tick` gets the bytes read so far every so
+/// often and returns false to cancel.
+fn parse_part(
+    file: &File,
+    path: &Path,
+    opts: ReadOptions,
+    start: u64,
+    limit: u64,
+    tick: &mut dyn FnMut(u64) -> bool,
+) -> PartOut {
+    let file_bytes = file.metadata().map_or(0, |m| m.len());
+    let mut b = Builder::new(
+        path,
+        file_bytes,
+        limit.min(file_bytes).saturating_sub(start),
+    );
+    let mut reader = Reader::starting_at(FileAt::new(file, start), path, opts, start)
+        .expecting(file_bytes.saturating_sub(start));
+    let mut n = 0u32;
+    let stop = loop {
+        if reader.position() >= limit {
+            break Stop::Reached;
+        }
+        let rec = match reader.next() {
+            Ok(Some(rec)) => rec,
+            Ok(None) => break Stop::Ended,
+            Err(e) => break Stop::Failed(e.into()),
+        };
+        match rec.record {
+            RecordRef::Event {
+                topic,
+                known_topic,
+                fields,
+                ..
+            } => {
+                if let Err(e) = b.event(rec.offset, topic, known_topic, &fields) {
+                    break Stop::Failed(e);
+                }
+            }
+            RecordRef::Snapshot { ts_ms, .. } => b.snapshots.push(SnapshotMark {
+                ts_ms,
+                offset: rec.offset,
+            }),
+            RecordRef::Unknown => {}
+        }
+        n = n.wrapping_add(1);
+        if n % 1024 == 1 && !tick(reader.position() - start) {
+            break Stop::Cancelled;
+        }
+    };
+    if matches!(stop, Stop::Reached | Stop::Ended) {
+        b.sort_events();
+    }
+    PartOut {
+        end: reader.position(),
+        report: reader.report().clone(),
+        builder: b,
+        stop,
+    }
+}
+
+impl ReadReport {
+    /// The report of a read that went on into `next` after this one.
+    fn followed_by(self, next: ReadReport) -> ReadReport {
+        ReadReport {
+            event_records: self.event_records + next.event_records,
+            snapshot_records: self.snapshot_records + next.snapshot_records,
+            unknown_records: self.unknown_records + next.unknown_records,
+            invalid_records: self.invalid_records + next.invalid_records,
+            first_invalid: self.first_invalid.or(next.first_invalid),
+            ..next
+        }
+    }
+}
+
 impl Session {
     /// Loads a session file (strict: corruption is an error naming its offset).
     pub fn open(path: &Path) -> Result<Session, LoadError> {
@@ -167,54 +288,155 @@ impl Session {
     }
 
     /// Loads with options, reporting progress; the callback may cancel the load.
+    ///
+    /// Files of a few MiB and more are parsed in parallel parts, one per core
+    /// (see [`Session::open_in_parts`]); the result is the same either way.
     pub fn open_with(
         path: &Path,
         opts: ReadOptions,
+        progress: impl FnMut(LoadProgress) -> ControlFlow<()>,
+    ) -> Result<Session, LoadError> {
+        Self::load(path, opts, None, progress)
+    }
+
+    /// Like [`Session::open_with`], splitting the file into (up to) `parts`
+    /// parts parsed on their own threads, whatever its size.
+    ///
+    /// Each part after the first starts at a record boundary found near its
+    /// share of the file; it is used only once the part before it has ended
+    /// exactly there, and otherwise the rest of the file is read on from where
+    /// that part ended. Names and producers are numbered in file order and
+    /// the event tables are merged stably, so the session, its report and its
+    /// errors are exactly those of a one-part read.
+    pub fn open_in_parts(
+        path: &Path,
+        opts: ReadOptions,
+        parts: usize,
+        progress: impl FnMut(LoadProgress) -> ControlFlow<()>,
+    ) -> Result<Session, LoadError> {
+        Self::load(path, opts, Some(parts), progress)
+    }
+
+    fn load(
+        path: &Path,
+        opts: ReadOptions,
+        parts: Option<usize>,
         mut progress: impl FnMut(LoadProgress) -> ControlFlow<()>,
     ) -> Result<Session, LoadError> {
-        let mut reader = Reader::open(path, opts)?;
-        let file = File::open(path).map_err(|source| ReadError::Io {
-            path: path.to_owned(),
-            source,
-        })?;
-        let total_bytes = file
-            .metadata()
-            .map_err(|source| ReadError::Io {
+        let io = |source| {
+            LoadError::Read(ReadError::Io {
                 path: path.to_owned(),
                 source,
-            })?
-            .len();
+            })
+        };
+        let file = File::open(path).map_err(io)?;
+        let meta = file.metadata().map_err(io)?;
+        if !meta.is_file() {
+            return Err(ReadError::NotAFile(path.to_owned()).into());
+        }
+        let total_bytes = meta.len();
         if total_bytes == 0 {
             return Err(LoadError::Empty(path.to_owned()));
         }
-        let mut b = Builder::new(path, total_bytes);
-        let mut next_progress = 0u64;
-        while let Some(rec) = reader.next()? {
-            match rec.record {
-                RecordRef::Event {
-                    topic,
-                    known_topic,
-                    fields,
-                    ..
-                } => b.event(rec.offset, topic, known_topic, &fields)?,
-                RecordRef::Snapshot { ts_ms, .. } => b.snapshots.push(SnapshotMark {
-                    ts_ms,
-                    offset: rec.offset,
-                }),
-                RecordRef::Unknown => {}
+        let parts = match parts {
+            Some(n) => n,
+            None if total_bytes >= PARALLEL_MIN_BYTES => {
+                std::thread::available_parallelism().map_or(1, |n| n.get())
             }
-            if rec.offset >= next_progress {
-                next_progress = rec.offset + (4 << 20);
+            None => 1,
+        }
+        .clamp(1, MAX_PARTS);
+
+        // Where the parts start: record boundaries near equal shares of the file.
+        let mut starts = vec![0u64];
+        for k in 1..parts as u64 {
+            let from = (total_bytes / parts as u64 * k).max(starts[starts.len() - 1] + 1);
+            if let Some(b) = split::find_boundary(&file, from, total_bytes).map_err(io)? {
+                starts.push(b);
+            }
+        }
+        let limit = |k: usize| starts.get(k + 1).copied().unwrap_or(u64::MAX);
+
+        let cancel = AtomicBool::new(false);
+        let done: Vec<AtomicU64> = starts.iter().map(|_| AtomicU64::new(0)).collect();
+        let mut next_progress = 0u64;
+        let mut tick = |read: u64| {
+            let read = read + done.iter().map(|d| d.load(Relaxed)).sum::<u64>();
+            if read >= next_progress {
+                next_progress = read + (4 << 20);
                 let p = LoadProgress {
-                    bytes_read: rec.offset,
+                    bytes_read: read,
                     total_bytes,
                 };
                 if progress(p).is_break() {
-                    return Err(LoadError::Cancelled);
+                    cancel.store(true, Relaxed);
+                    return false;
                 }
             }
+            true
+        };
+        let outs: Vec<PartOut> = std::thread::scope(|s| {
+            let others: Vec<_> = (1..starts.len())
+                .map(|k| {
+                    let (file, starts, done, cancel) = (&file, &starts, &done, &cancel);
+                    let job = move || {
+                        parse_part(file, path, opts, starts[k], limit(k), &mut |pos| {
+                            done[k].store(pos, Relaxed);
+                            !cancel.load(Relaxed)
+                        })
+                    };
+                    std::thread::Builder::new()
+                        .name("session-load".into())
+                        .spawn_scoped(s, job)
+                        .map_err(|_| k)
+                })
+                .collect();
+            let mut outs = vec![parse_part(&file, path, opts, 0, limit(0), &mut tick)];
+            for h in others {
+                outs.push(match h {
+                    Ok(h) => h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)),
+                    // no thread to be had: parse that part here
+                    Err(k) => parse_part(&file, path, opts, starts[k], limit(k), &mut |_| {
+                        !cancel.load(Relaxed)
+                    }),
+                });
+            }
+            outs
+        });
+
+        // The parts that a one-part read would have met, in order.
+        let mut used: Vec<PartOut> = Vec::with_capacity(outs.len());
+        for (k, out) in outs.into_iter().enumerate() {
+            let next_start = starts.get(k + 1).copied();
+            let (stop, end) = (out.stop.is_reached(), out.end);
+            used.push(out);
+            if !stop {
+                break;
+            }
+            if Some(end) != next_start {
+                // The next part did not start at a record boundary after all.
+                used.push(parse_part(&file, path, opts, end, u64::MAX, &mut tick));
+                break;
+            }
         }
-        let report = reader.report().clone();
+        drop(tick);
+
+        let mut used = used.into_iter();
+        let first = used.next().expect("the first part is always used");
+        let (mut b, mut report, mut stop) = (first.builder, first.report, first.stop);
+        let mut runs = vec![std::mem::take(&mut b.events)];
+        for part in used {
+            let mut events = b.absorb(part.builder)?;
+            report = report.followed_by(part.report);
+            stop = part.stop;
+            runs.push(std::mem::take(&mut events));
+        }
+        match stop {
+            Stop::Failed(e) => return Err(e),
+            Stop::Cancelled => return Err(LoadError::Cancelled),
+            Stop::Reached | Stop::Ended => {}
+        }
+        b.events = split::merge_runs(runs);
         let _ = progress(LoadProgress {
             bytes_read: total_bytes,
             total_bytes,
@@ -394,10 +616,18 @@ impl Session {
 
     /// The value of one parameter at `t`, if it has been set by then.
     pub fn value_at(&self, name: NameId, t: i64) -> Option<f64> {
+        // a name may also be an event type or a mod path: only parameter events count
+        if *self.param_slot.get(name as usize)? == u32::MAX {
+            return None;
+        }
         let lane = self.lane(name);
         let n = lane.partition_point(|&i| self.events[i as usize].ts_ms <= t);
-        let e = &self.events[*lane.get(n.checked_sub(1)?)? as usize];
-        (self.topic_of(e) == Some(Topic::Params)).then_some(e.value)
+        lane[..n]
+            .iter()
+            .rev()
+            .map(|&i| &self.events[i as usize])
+            .find(|e| self.topic_of(e) == Some(Topic::Params))
+            .map(|e| e.value)
     }
 
     /// Reads an event's record back from the file and decodes its envelope
@@ -477,7 +707,8 @@ struct Builder {
 }
 
 impl Builder {
-    fn new(path: &Path, file_bytes: u64) -> Self {
+    /// A builder for `span` bytes of a file of `file_bytes`.
+    fn new(path: &Path, file_bytes: u64, span: u64) -> Self {
         let mut topic_ids = Interner::default();
         for t in Topic::ALL {
             topic_ids.intern(t.name().as_bytes());
@@ -485,8 +716,8 @@ impl Builder {
         Builder {
             path: path.to_owned(),
             file_bytes,
-            // records average ~200 bytes; start near the final size
-            events: Vec::with_capacity((file_bytes / 256) as usize),
+            // records average a little over 200 bytes; start near the final size
+            events: Vec::with_capacity((span / 200) as usize),
             names: Interner::default(),
             topic_ids,
             producers: Interner::default(),
@@ -559,6 +790,65 @@ impl Builder {
         Ok(())
     }
 
+    /// Orders the events by `ts_ms`, stably.
+    fn sort_events(&mut self) {
+        split::sort_nearly_sorted(&mut self.events);
+    }
+
+    /// Takes in the names, producers, topics, session ids, topic counts and
+    /// snapshots of the builder of the next part of the file, numbering what
+    /// is new to this one as a one-part read would have; returns that part's
+    /// events renumbered to match.
+    fn absorb(&mut self, next: Builder) -> Result<Vec<EventEntry>, LoadError> {
+        let names: Vec<u32> = next
+            .names
+            .in_id_order()
+            .map(|n| self.names.intern(n))
+            .collect();
+        if self.names.names.len() > NO_NAME as usize {
+            return Err(self.too_many("names", NO_NAME as u64));
+        }
+        let producers: Vec<u32> = next
+            .producers
+            .in_id_order()
+            .map(|p| self.producers.intern(p))
+            .collect();
+        if self.producers.names.len() > 1 << 16 {
+            return Err(self.too_many("producers", 1 << 16));
+        }
+        let topics: Vec<u32> = next
+            .topic_ids
+            .in_id_order()
+            .map(|t| self.topic_ids.intern(t))
+            .collect();
+        if self.topic_ids.names.len() > 256 {
+            return Err(self.too_many("topics", 256));
+        }
+        self.by_topic.resize(self.topic_ids.names.len(), 0);
+        for (local, n) in next.by_topic.iter().enumerate() {
+            self.by_topic[topics[local] as usize] += n;
+        }
+        for s in next.session_ids {
+            if !self.session_ids.contains(&s) {
+                self.session_ids.push(s);
+            }
+        }
+        self.snapshots.extend_from_slice(&next.snapshots);
+
+        let mut events = next.events;
+        let same = |map: &[u32]| map.iter().enumerate().all(|(i, &g)| i as u32 == g);
+        if !(same(&names) && same(&producers) && same(&topics)) {
+            for e in &mut events {
+                if e.name != NO_NAME {
+                    e.name = names[e.name as usize];
+                }
+                e.producer = producers[e.producer as usize] as u16;
+                e.topic = topics[e.topic as usize] as u8;
+            }
+        }
+        Ok(events)
+    }
+
     fn finish(self, file: File, report: ReadReport) -> Session {
         let Builder {
             path,
@@ -572,10 +862,7 @@ impl Builder {
             by_topic,
             ..
         } = self;
-        // Arrival order is nearly ts order; the stable sort is close to linear on it.
-        if !events.is_sorted_by_key(|e| e.ts_ms) {
-            events.sort_by_key(|e| e.ts_ms);
-        }
+        debug_assert!(events.is_sorted_by_key(|e| e.ts_ms));
         events.shrink_to_fit();
 
         let n_names = names.names.len();

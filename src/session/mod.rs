@@ -3,6 +3,7 @@
 
 pub mod loaded;
 pub mod reader;
+mod split;
 pub mod writer;
 
 pub use loaded::{EventEntry, LoadError, LoadProgress, NameId, Session, SnapshotMark, NO_NAME};
