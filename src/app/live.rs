@@ -253,7 +253,7 @@ fn param_row(
         );
         if let Some(ms) = pin {
             // the countdown as a thin bar under the pin
-            let frac = (ms as f32 / 3000.0).clamp(0.0, 1.0);
+            let frac = (ms as f32 / st.pin_ms.max(1) as f32).clamp(0.0, 1.0);
             let r = Rect::from_min_size(
                 pin_label.rect.left_bottom() - Vec2::new(0.0, 2.0),
                 Vec2::new(pin_label.rect.width() * frac, 2.0),

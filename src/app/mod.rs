@@ -144,6 +144,8 @@ pub struct UiState {
     pub mods_session: bool,
     /// Cached per-pixel buckets of the timeline and mod plots.
     pub caches: timeline::Caches,
+    /// The pin duration in force (for the countdown bar).
+    pub pin_ms: i64,
 }
 
 /// The app: model, channels, settings, and the panels that draw them.
@@ -344,6 +346,7 @@ impl IntegratorApp {
         if let Some(path) = dropped.into_iter().next() {
             self.open(path, false);
         }
+        self.ui.pin_ms = self.settings.pin_ms;
         transport::shortcuts(
             &ctx,
             &self.model,
