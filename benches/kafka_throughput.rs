@@ -1,0 +1,516 @@
+//! Publish → subscribe through the embedded broker on loopback.
+//!
+//!     cargo bench --bench kafka_throughput
+//!
+//! Three measurements, printed as one table at the end:
+//!
+//! 1. Drain: a backlog of `noise.params` envelopes is published first, then a
+//!    fresh [`Subscriber`] reads it from the beginning. Throughput is decoded,
+//!    deduplicated messages handed over on the subscriber's channel per
+//!    second, from the first message to the last (the group join before the
+//!    first message is reported separately).
+//! 2. Live: a [`Publisher`] on one thread publishes as fast as librdkafka
+//!    accepts while the subscriber reads; messages/s from the first publish
+//!    to the last message received.
+//! 3. Latency: messages offered at a steady 1,000 and 10,000 per second, with
+//!    `linger.ms` 5 and 0. Latency is from the `publish` call to the moment
+//!    the application thread takes the message off the subscriber's channel
+//!    (both stamped with the same monotonic clock in this process).
+//!
+//! `BENCH_KAFKA_MESSAGES=N` changes the backlog (default 500,000; the
+//! embedded broker keeps about 5 MiB per partition, so much larger backlogs
+//! lose their oldest messages, which the drain would report as missing).
+//! `BENCH_KAFKA_SECONDS=S` changes each latency run (default 5).
+//! `BENCH_KAFKA_ONLY=drain` runs the drain alone (for profiling).
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::RecvTimeoutError;
+use integr8tor::clock::MonotonicClock;
+use integr8tor::kafka::{
+    Connection, ConnectionState, Draft, EmbeddedBroker, PublishOutcome, Publisher, PublisherConfig,
+    RateLimits, StartFrom, Subscriber, SubscriberConfig, SubscriberEvent,
+};
+use integr8tor::{Actor, Topic};
+
+/// Parameter paths used as keys (spread over the four partitions).
+const PATHS: usize = 64;
+
+fn env_number(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn paths() -> Vec<String> {
+    (0..PATHS)
+        .map(|i| format!("gen.{}.param{}", i / 8, i % 8))
+        .collect()
+}
+
+fn publisher(conn: &Connection, producer_id: &str, linger_ms: u32) -> Publisher {
+    let mut config = PublisherConfig::new(producer_id, "bench-session");
+    config.rate_limits = RateLimits::unlimited();
+    config.linger_ms = linger_ms;
+    config.flush_on_drop = Duration::from_secs(30);
+    Publisher::new(conn, config, Arc::new(MonotonicClock::new())).expect("publisher")
+}
+
+fn subscriber(conn: &Connection, group: &str, start: StartFrom) -> Subscriber {
+    // BENCH_KAFKA_SUBSCRIBER_X="key=value,key=value": extra librdkafka options
+    let extra: Vec<(String, String)> = std::env::var("BENCH_KAFKA_SUBSCRIBER_X")
+        .unwrap_or_default()
+        .split(',')
+        .filter_map(|kv| kv.split_once('='))
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+    let conn = &conn.clone().with_options(extra);
+    let config = SubscriberConfig::new(group, &[Topic::Params]).start_from(start);
+    Subscriber::start(conn, config).expect("subscriber")
+}
+
+/// Publishes, waiting briefly whenever librdkafka's queue is full; returns the seq.
+fn publish_blocking(publisher: &Publisher, draft: Draft) -> u64 {
+    loop {
+        match publisher.publish(draft.clone()) {
+            PublishOutcome::Queued { seq } => return seq,
+            PublishOutcome::QueueFull => std::thread::sleep(Duration::from_micros(200)),
+            other => panic!("publish failed: {other:?}"),
+        }
+    }
+}
+
+fn wait_connected(sub: &Subscriber) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        if let Ok(SubscriberEvent::Connection(ConnectionState::Connected)) =
+            sub.events().recv_timeout(Duration::from_millis(100))
+        {
+            return;
+        }
+    }
+    panic!("subscriber not connected within 30 s");
+}
+
+struct Throughput {
+    name: &'static str,
+    messages: u64,
+    seconds: f64,
+    note: String,
+}
+
+/// Drains `expected` messages; returns (count, first arrival, last arrival).
+fn drain(sub: &Subscriber, expected: u64, idle_limit: Duration) -> (u64, Instant, Instant) {
+    let mut count = 0u64;
+    let mut first = None;
+    let mut last = Instant::now();
+    while count < expected {
+        match sub.events().recv_timeout(idle_limit) {
+            Ok(SubscriberEvent::Messages(batch)) => {
+                let now = Instant::now();
+                first.get_or_insert(now);
+                last = now;
+                count += batch.len() as u64;
+            }
+            Ok(_) => {}
+            Err(RecvTimeoutError::Timeout) => break,
+            Err(RecvTimeoutError::Disconnected) => break,
+        }
+    }
+    (count, first.unwrap_or(last), last)
+}
+
+fn bench_drain(conn: &Connection, backlog: u64) -> (Throughput, Duration) {
+    let publisher = {
+        let conn = conn
+            .clone()
+            .with_option("queue.buffering.max.messages", "1000000")
+            .with_option("batch.size", "1000000");
+        let linger = env_number("BENCH_KAFKA_BACKLOG_LINGER", 5) as u32;
+        publisher(&conn, "bench.backlog", linger)
+    };
+    let paths = paths();
+    let t = Instant::now();
+    for i in 0..backlog as usize {
+        let draft = Draft::param(
+            Actor::User,
+            paths[i % PATHS].as_str(),
+            (i % 1000) as f64 / 1000.0,
+        );
+        publish_blocking(&publisher, draft);
+    }
+    publisher.flush(Duration::from_secs(120)).expect("flush");
+    let stats = publisher.stats();
+    assert_eq!(stats.delivered, backlog, "{stats:?}");
+    eprintln!(
+        "backlog: {backlog} messages published in {:.2} s",
+        t.elapsed().as_secs_f64()
+    );
+    drop(publisher);
+
+    let cpu_before = thread_cpu();
+    let started = Instant::now();
+    let sub = subscriber(conn, "bench-drain", StartFrom::Earliest);
+    let (count, first, last) = drain(&sub, backlog, Duration::from_secs(10));
+    let cpu = cpu_by_name(&cpu_before, &thread_cpu());
+    let stats = sub.stop();
+    let wall = last.duration_since(started).as_secs_f64();
+    let per_message: Vec<String> = cpu
+        .iter()
+        .filter(|(_, run, _)| *run > 0.005)
+        .map(|(name, run, wait)| {
+            format!(
+                "{name} {:.2} µs/msg (running {:.0}%, waiting for a CPU {:.0}%)",
+                run * 1e6 / count.max(1) as f64,
+                run / wall * 100.0,
+                wait / wall * 100.0
+            )
+        })
+        .collect();
+    eprintln!("drain, per thread:\n  {}", per_message.join("\n  "));
+    let join = first.duration_since(started);
+    let seconds = last.duration_since(first).as_secs_f64();
+    let note = if count == backlog {
+        format!(
+            "{} duplicates, {} malformed",
+            stats.duplicates, stats.malformed
+        )
+    } else {
+        format!("ONLY {count} of {backlog} arrived (broker dropped the oldest?)")
+    };
+    (
+        Throughput {
+            name: "drain a backlog (subscriber alone)",
+            messages: count,
+            seconds,
+            note,
+        },
+        join,
+    )
+}
+
+fn bench_live(conn: &Connection, messages: u64) -> Throughput {
+    let sub = subscriber(conn, "bench-live", StartFrom::Latest);
+    wait_connected(&sub);
+    // Latest is resolved just after the assignment: give it a moment
+    std::thread::sleep(Duration::from_millis(500));
+    let conn2 = conn
+        .clone()
+        .with_option("queue.buffering.max.messages", "1000000")
+        .with_option("batch.size", "1000000");
+    let started = Instant::now();
+    let producer = std::thread::spawn(move || {
+        let publisher = publisher(&conn2, "bench.live", 5);
+        let paths = paths();
+        for i in 0..messages as usize {
+            let draft = Draft::param(Actor::User, paths[i % PATHS].as_str(), 0.5);
+            publish_blocking(&publisher, draft);
+        }
+        publisher.flush(Duration::from_secs(120)).expect("flush");
+    });
+    let (count, _first, last) = drain(&sub, messages, Duration::from_secs(10));
+    producer.join().expect("producer thread");
+    Throughput {
+        name: "publish + subscribe at once",
+        messages: count,
+        seconds: last.duration_since(started).as_secs_f64(),
+        note: if count == messages {
+            "one publisher thread, one subscriber".to_owned()
+        } else {
+            format!("ONLY {count} of {messages} arrived")
+        },
+    }
+}
+
+struct Latency {
+    rate: u64,
+    linger: u32,
+    sent: usize,
+    received: usize,
+    p50: Duration,
+    p99: Duration,
+    max: Duration,
+}
+
+fn bench_latency(conn: &Connection, rate: u64, linger: u32, seconds: u64) -> Latency {
+    let group = format!("bench-latency-{rate}-{linger}");
+    let sub = subscriber(conn, &group, StartFrom::Latest);
+    wait_connected(&sub);
+    let producer_id = format!("bench.latency.{rate}.{linger}");
+    let total = (rate * seconds) as usize;
+    let done = Arc::new(AtomicBool::new(false));
+
+    // warm up: both clients connected and the path hot before timing
+    let publisher = publisher(conn, &producer_id, linger);
+    let warm_up = Instant::now();
+    'warm: loop {
+        assert!(
+            warm_up.elapsed() < Duration::from_secs(30),
+            "nothing arrived within 30 s"
+        );
+        publisher.publish(Draft::param(Actor::User, "warm.up", 0.0));
+        let until = Instant::now() + Duration::from_millis(100);
+        while let Ok(event) = sub.events().recv_deadline(until) {
+            if matches!(event, SubscriberEvent::Messages(_)) {
+                break 'warm;
+            }
+        }
+    }
+    publisher.flush(Duration::from_secs(10)).expect("flush");
+    while sub
+        .events()
+        .recv_timeout(Duration::from_millis(200))
+        .is_ok()
+    {}
+    let first_seq = publisher.next_seq() as usize;
+    let total = first_seq + total;
+    let sent_at: Arc<Vec<std::sync::OnceLock<Instant>>> =
+        Arc::new((0..total + 1).map(|_| std::sync::OnceLock::new()).collect());
+
+    let producer = {
+        let sent_at = Arc::clone(&sent_at);
+        let done = Arc::clone(&done);
+        std::thread::spawn(move || {
+            let paths = paths();
+            let start = Instant::now();
+            let mut sent = first_seq;
+            while sent < total {
+                // everything due by now, then sleep to the next millisecond
+                let due = (first_seq + (start.elapsed().as_secs_f64() * rate as f64) as usize + 1)
+                    .min(total);
+                while sent < due {
+                    let draft = Draft::param(Actor::User, paths[sent % PATHS].as_str(), 0.5);
+                    // stamped before the call: the message may arrive before it returns
+                    let seq = publisher.next_seq();
+                    let _ = sent_at[seq as usize].set(Instant::now());
+                    match publisher.publish(draft) {
+                        PublishOutcome::Queued { seq: queued } => assert_eq!(queued, seq),
+                        other => panic!("publish failed: {other:?}"),
+                    }
+                    sent += 1;
+                }
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            publisher.flush(Duration::from_secs(30)).expect("flush");
+            done.store(true, Ordering::Release);
+            sent - first_seq
+        })
+    };
+
+    let expected = total - first_seq;
+    let mut latencies = Vec::with_capacity(expected);
+    while latencies.len() < expected {
+        match sub.events().recv_timeout(Duration::from_secs(5)) {
+            Ok(SubscriberEvent::Messages(batch)) => {
+                let now = Instant::now();
+                for m in batch {
+                    if let Some(at) = sent_at
+                        .get(m.envelope.seq as usize)
+                        .and_then(|cell| cell.get())
+                    {
+                        latencies.push(now.duration_since(*at));
+                    }
+                }
+            }
+            Ok(_) => {}
+            Err(_) => break,
+        }
+    }
+    let sent = producer.join().expect("producer thread");
+    assert!(done.load(Ordering::Acquire));
+    latencies.sort_unstable();
+    let pick = |q: f64| {
+        latencies
+            .get(((latencies.len() as f64 * q) as usize).min(latencies.len().saturating_sub(1)))
+            .copied()
+            .unwrap_or_default()
+    };
+    Latency {
+        rate,
+        linger,
+        sent,
+        received: latencies.len(),
+        p50: pick(0.50),
+        p99: pick(0.99),
+        max: latencies.last().copied().unwrap_or_default(),
+    }
+}
+
+/// The subscriber's own per-message work, single-threaded and without a
+/// broker: decoding an envelope and checking it against the duplicate window.
+fn bench_components() -> (f64, f64) {
+    use integr8tor::kafka::DedupWindow;
+    use integr8tor::Envelope;
+    let n = 1_000_000u64;
+    let paths = paths();
+    let payloads: Vec<Vec<u8>> = (0..4096u64)
+        .map(|i| {
+            Envelope::param_change(
+                "0b7a3c1e-5d2f-4e8a-9c61-2f4d8e9a7b10",
+                "python.gui",
+                i + 1,
+                1_790_000_000_000 + i as i64,
+                Actor::User,
+                &paths[i as usize % PATHS],
+                0.5,
+            )
+            .encode()
+        })
+        .collect();
+    let t = Instant::now();
+    let mut checksum = 0u64;
+    for i in 0..n {
+        let e = Envelope::decode(Topic::Params, &payloads[(i % 4096) as usize]).unwrap();
+        checksum = checksum.wrapping_add(e.seq);
+    }
+    let decode_ns = t.elapsed().as_secs_f64() * 1e9 / n as f64;
+    let mut window = DedupWindow::default();
+    let t = Instant::now();
+    for seq in 1..=n {
+        checksum +=
+            u64::from(window.insert("0b7a3c1e-5d2f-4e8a-9c61-2f4d8e9a7b10", "python.gui", seq));
+    }
+    let dedup_ns = t.elapsed().as_secs_f64() * 1e9 / n as f64;
+    assert!(checksum > 0);
+    (decode_ns, dedup_ns)
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.2}", d.as_secs_f64() * 1000.0)
+}
+
+fn main() {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
+    let backlog = env_number("BENCH_KAFKA_MESSAGES", 500_000);
+    let seconds = env_number("BENCH_KAFKA_SECONDS", 5);
+
+    let broker = EmbeddedBroker::start(None).expect("embedded broker");
+    let conn = Connection::to_embedded(&broker);
+    eprintln!("embedded broker at {}", broker.bootstrap());
+
+    let (decode_ns, dedup_ns) = bench_components();
+    eprintln!("per message: decode {decode_ns:.0} ns, duplicate check {dedup_ns:.0} ns");
+    let (drain, join) = bench_drain(&conn, backlog);
+    if std::env::var("BENCH_KAFKA_ONLY").as_deref() == Ok("drain") {
+        println!(
+            "drain: {} messages in {:.2} s = {:.0}/s ({})",
+            drain.messages,
+            drain.seconds,
+            drain.messages as f64 / drain.seconds,
+            drain.note
+        );
+        return;
+    }
+    let live = bench_live(&conn, backlog);
+    let mut latencies = Vec::new();
+    for linger in [5, 0] {
+        for rate in [1_000, 10_000] {
+            let l = bench_latency(&conn, rate, linger, seconds);
+            eprintln!(
+                "latency {rate}/s linger {linger}: p50 {} ms p99 {} ms",
+                ms(l.p50),
+                ms(l.p99)
+            );
+            latencies.push(l);
+        }
+    }
+
+    println!();
+    println!(
+        "Kafka layer on the embedded broker (loopback, {} cores)",
+        cores()
+    );
+    println!();
+    println!(
+        "{:<38} {:>9} {:>8} {:>12}  note",
+        "throughput", "messages", "seconds", "messages/s"
+    );
+    for t in [&drain, &live] {
+        println!(
+            "{:<38} {:>9} {:>8.2} {:>12.0}  {}",
+            t.name,
+            t.messages,
+            t.seconds,
+            t.messages as f64 / t.seconds.max(1e-9),
+            t.note
+        );
+    }
+    println!(
+        "(the drain's group join took {} ms before the first message)",
+        ms(join)
+    );
+    println!();
+    println!(
+        "{:<22} {:>9} {:>9} {:>9} {:>9} {:>9}",
+        "latency, publish→app", "sent", "received", "p50 ms", "p99 ms", "max ms"
+    );
+    for l in &latencies {
+        println!(
+            "{:<22} {:>9} {:>9} {:>9} {:>9} {:>9}",
+            format!("{}/s linger.ms {}", l.rate, l.linger),
+            l.sent,
+            l.received,
+            ms(l.p50),
+            ms(l.p99),
+            ms(l.max)
+        );
+    }
+}
+
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// Per thread of this process: (tid, name, seconds running, seconds runnable
+/// but waiting for a CPU), from /proc/self/task/*/schedstat.
+fn thread_cpu() -> Vec<(u64, String, f64, f64)> {
+    let mut out = Vec::new();
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return out;
+    };
+    for task in tasks.flatten() {
+        let path = task.path();
+        let Ok(tid) = task.file_name().to_string_lossy().parse::<u64>() else {
+            continue;
+        };
+        let name = std::fs::read_to_string(path.join("comm")).unwrap_or_default();
+        let Ok(schedstat) = std::fs::read_to_string(path.join("schedstat")) else {
+            continue;
+        };
+        let mut fields = schedstat
+            .split_whitespace()
+            .map(|f| f.parse::<f64>().unwrap_or(0.0) / 1e9);
+        let run = fields.next().unwrap_or(0.0);
+        let wait = fields.next().unwrap_or(0.0);
+        out.push((tid, name.trim().to_owned(), run, wait));
+    }
+    out
+}
+
+/// (name, seconds running, seconds waiting for a CPU) per thread name
+/// between two snapshots, busiest first.
+fn cpu_by_name(
+    before: &[(u64, String, f64, f64)],
+    after: &[(u64, String, f64, f64)],
+) -> Vec<(String, f64, f64)> {
+    let mut by_name: Vec<(String, f64, f64)> = Vec::new();
+    for (tid, name, run, wait) in after {
+        let (run0, wait0) = before
+            .iter()
+            .find(|(t, ..)| t == tid)
+            .map_or((0.0, 0.0), |(_, _, r, w)| (*r, *w));
+        let (run, wait) = (run - run0, wait - wait0);
+        match by_name.iter_mut().find(|(n, ..)| n == name) {
+            Some(entry) => {
+                entry.1 += run;
+                entry.2 += wait;
+            }
+            None => by_name.push((name.clone(), run, wait)),
+        }
+    }
+    by_name.sort_by(|a, b| b.1.total_cmp(&a.1));
+    by_name
+}
