@@ -217,11 +217,14 @@ fn parse_part(
     tick: &mut dyn FnMut(u64) -> bool,
 ) -> PartOut {
     let file_bytes = file.metadata().map_or(0, |m| m.len());
-    let mut b = Builder::new(
-        path,
-        file_bytes,
-        limit.min(file_bytes).saturating_sub(start),
-    );
+    // The first part's table gets room for the whole file, so that the other
+    // parts' tables are appended to it without moving it.
+    let span = if start == 0 {
+        file_bytes
+    } else {
+        limit.min(file_bytes).saturating_sub(start)
+    };
+    let mut b = Builder::new(path, file_bytes, span);
     let mut reader = Reader::starting_at(FileAt::new(file, start), path, opts, start)
         .expecting(file_bytes.saturating_sub(start));
     let mut n = 0u32;

@@ -132,34 +132,38 @@ impl<'a> EventFields<'a> {
         let mut actor = ActorKind::Missing;
         let mut name = None;
         let mut value = None;
-        // The field that holds the name and the one that holds the value, per topic.
-        let (name_key, value_key): (Option<&[u8]>, Option<&[u8]>) = match topic {
-            Some(Topic::Params | Topic::Mod) => (Some(b"path"), Some(b"value")),
-            Some(Topic::Audio) => (Some(b"path"), Some(b"peak")),
-            Some(Topic::Events) => (Some(b"type"), None),
-            Some(Topic::State) => (Some(b"key"), None),
-            None => (None, None),
+        // Is `key` the field that holds the name, or the value, on this topic?
+        let is_name = |key: &[u8]| match topic {
+            Some(Topic::Params | Topic::Mod | Topic::Audio) => is(key, b"path"),
+            Some(Topic::Events) => is(key, b"type"),
+            Some(Topic::State) => is(key, b"key"),
+            None => false,
+        };
+        let is_value = |key: &[u8]| match topic {
+            Some(Topic::Params | Topic::Mod) => is(key, b"value"),
+            Some(Topic::Audio) => is(key, b"peak"),
+            _ => false,
         };
         for _ in 0..n {
             let key = c.read_bytes_str().map_err(|e| invalid("a key", e))?;
             // Tested one by one in the order producers usually send them: a
             // chain of well-predicted branches is faster here than a jump on
             // the key's length.
-            if key == b"v" {
+            if is(key, b"v") {
                 c.skip_value().map_err(FieldError::Decode)?
-            } else if key == b"session_id" {
+            } else if is(key, b"session_id") {
                 session_id = Some(c.read_bytes_str().map_err(|e| invalid("session_id", e))?)
-            } else if key == b"producer_id" {
+            } else if is(key, b"producer_id") {
                 producer_id = Some(c.read_bytes_str().map_err(|e| invalid("producer_id", e))?)
-            } else if key == b"seq" {
+            } else if is(key, b"seq") {
                 seq = Some(c.read_u64().map_err(|e| invalid("seq", e))?)
-            } else if key == b"ts_ms" {
+            } else if is(key, b"ts_ms") {
                 ts_ms = Some(c.read_i64().map_err(|e| invalid("ts_ms", e))?)
-            } else if Some(key) == name_key {
+            } else if is_name(key) {
                 name = Some(c.read_bytes_str().map_err(|e| invalid("name", e))?)
-            } else if Some(key) == value_key {
+            } else if is_value(key) {
                 value = Some(c.read_f64().map_err(|e| invalid("value", e))?)
-            } else if key == b"actor" {
+            } else if is(key, b"actor") {
                 actor = ActorKind::from_bytes(c.read_bytes_str().map_err(|e| invalid("actor", e))?)
             } else {
                 c.skip_value().map_err(FieldError::Decode)?
@@ -190,6 +194,12 @@ impl<'a> EventFields<'a> {
             value,
         })
     }
+}
+
+/// `key == lit`, compared as a fixed-size array: no call to `memcmp` on the hot path.
+#[inline(always)]
+fn is<const N: usize>(key: &[u8], lit: &[u8; N]) -> bool {
+    <&[u8; N]>::try_from(key).is_ok_and(|k| k == lit)
 }
 
 /// Why an envelope's fields could not be read.
@@ -337,7 +347,7 @@ fn parse_map_record<'a>(c: &mut Cursor<'a>) -> Result<RecordRef<'a>, RecordFault
             .read_bytes_str()
             .map_err(|e| not_string("a record key", e))?;
         // in the order writers send them (see `EventFields::parse`)
-        if k == b"type" {
+        if is(k, b"type") {
             rtype = Some(match c.peek_kind()? {
                 Kind::Str | Kind::Bin => Ok(c.read_bytes_str()?),
                 other => {
@@ -345,15 +355,15 @@ fn parse_map_record<'a>(c: &mut Cursor<'a>) -> Result<RecordRef<'a>, RecordFault
                     Err(other)
                 }
             })
-        } else if k == b"topic" {
+        } else if is(k, b"topic") {
             topic = Some(c.read_bytes_str().map_err(|e| not_string("topic", e))?)
-        } else if k == b"key" {
+        } else if is(k, b"key") {
             key = Some(if c.read_nil()? {
                 None
             } else {
                 Some(c.read_bytes_str().map_err(|e| not_string("key", e))?)
             })
-        } else if k == b"data" {
+        } else if is(k, b"data") {
             let start = c.pos();
             let data_base = c.abs_pos();
             match topic {
@@ -364,7 +374,7 @@ fn parse_map_record<'a>(c: &mut Cursor<'a>) -> Result<RecordRef<'a>, RecordFault
                 _ => c.skip_value()?,
             }
             data = Some((c.since(start), data_base));
-        } else if k == b"ts_ms" {
+        } else if is(k, b"ts_ms") {
             ts_ms = Some(c.read_i64().map_err(|e| match e {
                 DecodeError::Type { found, .. } => {
                     RecordFault::Invalid(format!("snapshot `ts_ms` is {found}"))
@@ -375,7 +385,7 @@ fn parse_map_record<'a>(c: &mut Cursor<'a>) -> Result<RecordRef<'a>, RecordFault
                 }
                 other => RecordFault::Decode(other),
             })?)
-        } else if k == b"state" {
+        } else if is(k, b"state") {
             state = Some(c.raw_value()?)
         } else {
             c.skip_value()?
