@@ -21,7 +21,9 @@
 //! embedded broker keeps about 5 MiB per partition, so much larger backlogs
 //! lose their oldest messages, which the drain would report as missing).
 //! `BENCH_KAFKA_SECONDS=S` changes each latency run (default 5).
-//! `BENCH_KAFKA_ONLY=drain` runs the drain alone (for profiling).
+//! `BENCH_KAFKA_RUNS=N` repeats the drain and the live run (default 3; the
+//! table shows the median run and the range, each run on a fresh broker).
+//! `BENCH_KAFKA_ONLY=drain` or `=latency` runs that part alone.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -100,6 +102,12 @@ struct Throughput {
     messages: u64,
     seconds: f64,
     note: String,
+}
+
+impl Throughput {
+    fn rate(&self) -> f64 {
+        self.messages as f64 / self.seconds.max(1e-9)
+    }
 }
 
 /// Drains `expected` messages; returns (count, first arrival, last arrival).
@@ -300,6 +308,8 @@ fn bench_latency(conn: &Connection, rate: u64, linger: u32, seconds: u64) -> Lat
         })
     };
 
+    let cpu_before = thread_cpu();
+    let timed = Instant::now();
     let expected = total - first_seq;
     let mut latencies = Vec::with_capacity(expected);
     while latencies.len() < expected {
@@ -321,6 +331,19 @@ fn bench_latency(conn: &Connection, rate: u64, linger: u32, seconds: u64) -> Lat
     }
     let sent = producer.join().expect("producer thread");
     assert!(done.load(Ordering::Acquire));
+    let wall = timed.elapsed().as_secs_f64();
+    let busy: Vec<String> = cpu_by_name(&cpu_before, &thread_cpu())
+        .iter()
+        .filter(|(_, run, _)| *run / wall > 0.01)
+        .map(|(name, run, wait)| {
+            format!(
+                "{name} {:.0}% (+{:.0}% waiting for a CPU)",
+                run / wall * 100.0,
+                wait / wall * 100.0
+            )
+        })
+        .collect();
+    eprintln!("  {rate}/s linger {linger}, threads: {}", busy.join(", "));
     latencies.sort_unstable();
     let pick = |q: f64| {
         latencies
@@ -378,6 +401,16 @@ fn bench_components() -> (f64, f64) {
     (decode_ns, dedup_ns)
 }
 
+/// A new embedded broker. librdkafka's mock broker finds the batch to return
+/// for a fetch by walking its log from the oldest batch, so every fetch costs
+/// time proportional to the batches the partition holds (up to 100,000 or
+/// 5 MiB); measurements do not inherit each other's logs.
+fn fresh_broker() -> (EmbeddedBroker, Connection) {
+    let broker = EmbeddedBroker::start(None).expect("embedded broker");
+    let conn = Connection::to_embedded(&broker);
+    (broker, conn)
+}
+
 fn ms(d: Duration) -> String {
     format!("{:.2}", d.as_secs_f64() * 1000.0)
 }
@@ -387,27 +420,72 @@ fn main() {
     let backlog = env_number("BENCH_KAFKA_MESSAGES", 500_000);
     let seconds = env_number("BENCH_KAFKA_SECONDS", 5);
 
-    let broker = EmbeddedBroker::start(None).expect("embedded broker");
-    let conn = Connection::to_embedded(&broker);
-    eprintln!("embedded broker at {}", broker.bootstrap());
+    // each measurement gets a fresh broker: the mock's fetch cost grows with
+    // the number of batches in its log (see fresh_broker)
 
     let (decode_ns, dedup_ns) = bench_components();
     eprintln!("per message: decode {decode_ns:.0} ns, duplicate check {dedup_ns:.0} ns");
-    let (drain, join) = bench_drain(&conn, backlog);
-    if std::env::var("BENCH_KAFKA_ONLY").as_deref() == Ok("drain") {
-        println!(
-            "drain: {} messages in {:.2} s = {:.0}/s ({})",
-            drain.messages,
-            drain.seconds,
-            drain.messages as f64 / drain.seconds,
-            drain.note
-        );
+    let only = std::env::var("BENCH_KAFKA_ONLY").unwrap_or_default();
+    if only == "latency" {
+        for linger in [5, 0] {
+            for rate in [1_000, 10_000] {
+                let (_broker, conn) = fresh_broker();
+                let l = bench_latency(&conn, rate, linger, seconds);
+                println!(
+                    "latency {rate}/s linger {linger}: p50 {} ms p99 {} ms max {} ms",
+                    ms(l.p50),
+                    ms(l.p99),
+                    ms(l.max)
+                );
+            }
+        }
         return;
     }
-    let live = bench_live(&conn, backlog);
+    let runs = env_number("BENCH_KAFKA_RUNS", 3).max(1) as usize;
+    let mut drains: Vec<(Throughput, Duration)> = (0..runs)
+        .map(|_| {
+            let (_broker, conn) = fresh_broker();
+            bench_drain(&conn, backlog)
+        })
+        .collect();
+    if only == "drain" {
+        for (drain, _) in &drains {
+            println!(
+                "drain: {} messages in {:.2} s = {:.0}/s ({})",
+                drain.messages,
+                drain.seconds,
+                drain.rate(),
+                drain.note
+            );
+        }
+        return;
+    }
+    let mut lives: Vec<Throughput> = (0..runs)
+        .map(|_| {
+            let (_broker, conn) = fresh_broker();
+            bench_live(&conn, backlog)
+        })
+        .collect();
+    let range = |rates: &[f64]| {
+        format!(
+            "{} runs: {:.0} to {:.0}",
+            rates.len(),
+            rates.iter().copied().fold(f64::INFINITY, f64::min),
+            rates.iter().copied().fold(0.0, f64::max)
+        )
+    };
+    let drain_rates: Vec<f64> = drains.iter().map(|(t, _)| t.rate()).collect();
+    let live_rates: Vec<f64> = lives.iter().map(Throughput::rate).collect();
+    drains.sort_by(|a, b| a.0.rate().total_cmp(&b.0.rate()));
+    lives.sort_by(|a, b| a.rate().total_cmp(&b.rate()));
+    let (mut drain, join) = drains.swap_remove(runs / 2);
+    let mut live = lives.swap_remove(runs / 2);
+    drain.note = format!("median of {}; {}", range(&drain_rates), drain.note);
+    live.note = format!("median of {}; {}", range(&live_rates), live.note);
     let mut latencies = Vec::new();
     for linger in [5, 0] {
         for rate in [1_000, 10_000] {
+            let (_broker, conn) = fresh_broker();
             let l = bench_latency(&conn, rate, linger, seconds);
             eprintln!(
                 "latency {rate}/s linger {linger}: p50 {} ms p99 {} ms",
@@ -434,7 +512,7 @@ fn main() {
             t.name,
             t.messages,
             t.seconds,
-            t.messages as f64 / t.seconds.max(1e-9),
+            t.rate(),
             t.note
         );
     }

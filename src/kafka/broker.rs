@@ -9,7 +9,10 @@
 //! - idempotent producers, consumer groups and offset commits work;
 //! - it holds an empty fetch for the whole `fetch.wait.max.ms` even if data
 //!   arrives meanwhile, so low-latency consumers must set that low (our
-//!   [`Subscriber`](super::Subscriber) does; see `EMBEDDED_FETCH_WAIT_MS`).
+//!   [`Subscriber`](super::Subscriber) does; see `EMBEDDED_FETCH_WAIT_MS`);
+//! - a fetch returns one producer batch per partition, found by walking the
+//!   partition's log from its oldest batch, so fetches get slower as a
+//!   partition fills with small batches (see docs/kafka.md, Performance).
 //!
 //! The mock always listens on a kernel-chosen port. When a port is requested
 //! we listen on it ourselves and forward to the mock (see the private `proxy`
