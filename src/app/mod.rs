@@ -66,6 +66,11 @@ pub enum AppError {
     Window(String),
 }
 
+/// Worker messages wake the window at most this often: ~30 frames a second
+/// keeps meters and plots fluid without a software renderer (no GPU) eating a
+/// whole core.
+const LIVE_FRAME: Duration = Duration::from_millis(33);
+
 /// Opens the window and runs until it is closed (or SIGTERM/SIGINT).
 pub fn run(launch: Launch) -> Result<(), AppError> {
     #[cfg(all(unix, not(target_os = "macos")))]
@@ -92,7 +97,7 @@ pub fn run(launch: Launch) -> Result<(), AppError> {
                 .unwrap_or_default();
             let ctx = cc.egui_ctx.clone();
             let waker: workers::Waker =
-                std::sync::Arc::new(move || ctx.request_repaint_after(Duration::from_millis(15)));
+                std::sync::Arc::new(move || ctx.request_repaint_after(LIVE_FRAME));
             Ok(Box::new(IntegratorApp::start(saved, launch, waker)))
         }),
     )
