@@ -320,6 +320,10 @@ impl Subscriber {
             ),
             ("client.id", config.thread_name.clone()),
             ("fetch.queue.backoff.ms", FETCH_QUEUE_BACKOFF_MS.to_string()),
+            // KIP-714 client metrics: with it on, librdkafka records every
+            // poll (one per message) in a locked histogram, for brokers that
+            // collect client metrics; ours do not need it
+            ("enable.metrics.push", "false".to_owned()),
         ];
         let fetch_wait = config
             .fetch_wait_max_ms
