@@ -387,7 +387,7 @@ impl Worker {
                     let key = m.key.as_deref().unwrap_or_else(|| m.envelope.kafka_key());
                     match self
                         .writer
-                        .append_event(m.topic.name(), Some(key), &m.payload)
+                        .append_decoded(Some(key), &m.payload, &m.envelope)
                     {
                         Ok(()) => {}
                         Err(crate::session::writer::WriteError::InvalidEnvelope(why)) => {

@@ -175,6 +175,37 @@ impl<W: Write> SessionWriter<W> {
                 data.len() - c.pos()
             )));
         }
+        let param = match (known, fields.name) {
+            (Some(Topic::Params), Some(path)) => Some((path, fields.value)),
+            _ => None,
+        };
+        self.append_valid(topic, key, data, fields.ts_ms, param)
+    }
+
+    /// Appends an event record for a payload the caller has already decoded
+    /// into `envelope` (the recorder: its subscriber decoded every message),
+    /// skipping a second validation. `data` must be the bytes `envelope`
+    /// was decoded from.
+    pub fn append_decoded(
+        &mut self,
+        key: Option<&str>,
+        data: &[u8],
+        envelope: &Envelope,
+    ) -> Result<(), WriteError> {
+        let param = envelope
+            .param()
+            .map(|(path, value)| (path.as_bytes(), value));
+        self.append_valid(envelope.topic().name(), key, data, envelope.ts_ms, param)
+    }
+
+    fn append_valid(
+        &mut self,
+        topic: &str,
+        key: Option<&str>,
+        data: &[u8],
+        ts_ms: i64,
+        param: Option<(&[u8], f64)>,
+    ) -> Result<(), WriteError> {
         let before = self.buf.len();
         w::map_len(&mut self.buf, 4);
         w::str(&mut self.buf, "type");
@@ -191,17 +222,15 @@ impl<W: Write> SessionWriter<W> {
         self.stats.events += 1;
         self.stats.bytes += (self.buf.len() - before) as u64;
 
-        if known == Some(Topic::Params) {
-            if let Some(path) = fields.name {
-                self.state.set(path, fields.value);
-            }
+        if let Some((path, value)) = param {
+            self.state.set(path, value);
         }
         let due = match self.last_snapshot_ts {
             None => true,
-            Some(last) => fields.ts_ms.saturating_sub(last) > self.snapshot_interval_ms,
+            Some(last) => ts_ms.saturating_sub(last) > self.snapshot_interval_ms,
         };
         if due {
-            self.append_snapshot(fields.ts_ms);
+            self.append_snapshot(ts_ms);
         }
         self.flush_if_due(Instant::now())
     }
