@@ -7,7 +7,9 @@
 //! 1.8 M records), written on first use by the fixtures' independent Python
 //! encoder (`../shared/fixtures/make_session.py`, needs Python `msgpack`).
 //! `INTEGR8TOR_BENCH_FILE=PATH` uses another file instead; `BENCH_OPEN_RUNS=N`
-//! changes the number of timed loads (default 7).
+//! changes the number of timed loads (default 7); `BENCH_PARTS=N` loads with
+//! `Session::open_in_parts(.., N, ..)` (e.g. 1: one thread) instead of
+//! `Session::open` (one part per core).
 //!
 //! The printed summary is the point: load time (median of several loads on a
 //! warm page cache), records/s and MB/s, peak memory (VmHWM from
@@ -200,6 +202,20 @@ struct Summary {
     heap_bytes_reported: usize,
 }
 
+/// `Session::open`, or `Session::open_in_parts` with `BENCH_PARTS` parts.
+fn open(path: &Path) -> Session {
+    let parts: Option<usize> = std::env::var("BENCH_PARTS")
+        .ok()
+        .and_then(|s| s.parse().ok());
+    match parts {
+        Some(n) => Session::open_in_parts(path, Default::default(), n, |_| {
+            std::ops::ControlFlow::Continue(())
+        }),
+        None => Session::open(path),
+    }
+    .expect("loading the bench file")
+}
+
 fn measure_open(path: &Path) -> (Session, Summary) {
     let runs: usize = std::env::var("BENCH_OPEN_RUNS")
         .ok()
@@ -217,7 +233,7 @@ fn measure_open(path: &Path) -> (Session, Summary) {
     // First load: memory is measured on it (nothing else is live yet).
     let cpu = cpu_time();
     let t = Instant::now();
-    let first = Session::open(path).expect("loading the bench file");
+    let first = open(path);
     let first_time = t.elapsed();
     let first_cpu = cpu_time() - cpu;
     let heap_peak_during_load = PEAK.load(Relaxed) - heap_before;
@@ -237,7 +253,7 @@ fn measure_open(path: &Path) -> (Session, Summary) {
         reset_hwm();
         let cpu = cpu_time();
         let t = Instant::now();
-        let s = Session::open(path).expect("loading the bench file");
+        let s = open(path);
         open_times.push(t.elapsed());
         cpu_times.push(cpu_time() - cpu);
         if hwm_resettable {
@@ -250,7 +266,7 @@ fn measure_open(path: &Path) -> (Session, Summary) {
     }
     let session = match kept {
         Some(s) => s,
-        None => Session::open(path).expect("loading the bench file"),
+        None => open(path),
     };
     (
         session,
@@ -320,7 +336,11 @@ fn print_summary(sum: &Summary, lat: &[Duration]) {
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
 
     println!();
-    println!("== Session::open on {} ==", sum.file.display());
+    let how = match std::env::var("BENCH_PARTS") {
+        Ok(n) => format!("Session::open_in_parts(.., {n}, ..)"),
+        Err(_) => "Session::open".to_owned(),
+    };
+    println!("== {how} on {} ==", sum.file.display());
     println!(
         "file:            {:.1} MB, {} records, {} events",
         mb(sum.file_bytes as f64),
