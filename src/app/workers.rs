@@ -556,7 +556,12 @@ pub fn spawn_scanner(
 
 fn list_session_files(dir: &Path) -> std::io::Result<Vec<(PathBuf, Option<i64>, u64)>> {
     let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir)? {
+    let entries = match std::fs::read_dir(dir) {
+        // the folder is made by the first recording: until then it is empty
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+        other => other?,
+    };
+    for entry in entries {
         let Ok(entry) = entry else { continue };
         let path = entry.path();
         if path.extension().and_then(|e| e.to_str()) != Some("msgpack") {
@@ -667,4 +672,24 @@ pub fn spawn_signal_watcher(outbox: Outbox) -> std::io::Result<()> {
 /// Whether a `Cancelled` flag should stop a running loader (helper for the control thread).
 pub fn cancel_flag() -> Arc<AtomicBool> {
     Arc::new(AtomicBool::new(false))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_sessions_folder_that_does_not_exist_yet_lists_empty() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("not-yet");
+        assert!(list_session_files(&missing).unwrap().is_empty());
+        std::fs::write(dir.path().join("a.msgpack"), b"x").unwrap();
+        std::fs::write(dir.path().join("notes.txt"), b"x").unwrap();
+        let listed = list_session_files(dir.path()).unwrap();
+        assert_eq!(listed.len(), 1);
+        assert!(listed[0].0.ends_with("a.msgpack"));
+        assert_eq!(listed[0].2, 1);
+        // a file where a folder should be is still an error
+        assert!(list_session_files(&dir.path().join("a.msgpack")).is_err());
+    }
 }
