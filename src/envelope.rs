@@ -229,6 +229,28 @@ pub enum Body {
     },
 }
 
+impl Body {
+    /// The topic a message with this body belongs on.
+    pub fn topic(&self) -> Topic {
+        match self {
+            Body::Param { .. } => Topic::Params,
+            Body::Mod { .. } => Topic::Mod,
+            Body::Audio { .. } => Topic::Audio,
+            Body::Event { .. } => Topic::Events,
+            Body::State { .. } => Topic::State,
+        }
+    }
+
+    /// The Kafka key FORMATS.md section 1 assigns: path, bus, source, event type or state key.
+    pub fn kafka_key(&self) -> &str {
+        match self {
+            Body::Param { path, .. } | Body::Mod { path, .. } | Body::Audio { path, .. } => path,
+            Body::Event { event_type } => event_type,
+            Body::State { key, .. } => key,
+        }
+    }
+}
+
 /// A MessagePack value kept as its exact bytes.
 #[derive(Clone, PartialEq, Eq)]
 pub struct RawValue(pub Vec<u8>);
@@ -315,22 +337,12 @@ impl Envelope {
 
     /// The topic this envelope belongs on.
     pub fn topic(&self) -> Topic {
-        match self.body {
-            Body::Param { .. } => Topic::Params,
-            Body::Mod { .. } => Topic::Mod,
-            Body::Audio { .. } => Topic::Audio,
-            Body::Event { .. } => Topic::Events,
-            Body::State { .. } => Topic::State,
-        }
+        self.body.topic()
     }
 
     /// The Kafka key FORMATS.md section 1 assigns: path, bus, source, event type or state key.
     pub fn kafka_key(&self) -> &str {
-        match &self.body {
-            Body::Param { path, .. } | Body::Mod { path, .. } | Body::Audio { path, .. } => path,
-            Body::Event { event_type } => event_type,
-            Body::State { key, .. } => key,
-        }
+        self.body.kafka_key()
     }
 
     /// The parameter path of a `noise.params` message.

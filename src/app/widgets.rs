@@ -31,21 +31,7 @@ pub fn fmt_clock(ms: i64) -> String {
     }
 }
 
-/// `1.2 MB`-style sizes.
-pub fn fmt_bytes(b: u64) -> String {
-    const UNITS: [&str; 4] = ["B", "KB", "MB", "GB"];
-    let mut v = b as f64;
-    let mut u = 0;
-    while v >= 1000.0 && u < UNITS.len() - 1 {
-        v /= 1000.0;
-        u += 1;
-    }
-    if u == 0 {
-        format!("{b} B")
-    } else {
-        format!("{v:.1} {}", UNITS[u])
-    }
-}
+pub use crate::human::bytes as fmt_bytes;
 
 /// `12,345`-style counts.
 pub fn fmt_count(n: u64) -> String {

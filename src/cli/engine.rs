@@ -150,15 +150,6 @@ impl Progress {
     }
 }
 
-fn human_bytes(n: u64) -> String {
-    match n {
-        n if n >= 1 << 30 => format!("{:.2} GiB", n as f64 / (1u64 << 30) as f64),
-        n if n >= 1 << 20 => format!("{:.1} MiB", n as f64 / (1u64 << 20) as f64),
-        n if n >= 1 << 10 => format!("{:.1} KiB", n as f64 / 1024.0),
-        n => format!("{n} B"),
-    }
-}
-
 /// Runs `record`.
 pub fn record(args: RecordArgs) -> anyhow::Result<Outcome> {
     let stop = stop_flag()?;
@@ -184,7 +175,7 @@ pub fn record(args: RecordArgs) -> anyhow::Result<Outcome> {
                 s.elapsed_ms as f64 / 1000.0,
                 s.events,
                 s.events_per_s,
-                human_bytes(s.bytes),
+                integr8tor::human::bytes(s.bytes),
                 s.duplicates,
                 s.filtered,
                 s.malformed

@@ -274,16 +274,14 @@ pub fn group_matches(group: &str, path: &str) -> bool {
 impl PlayerCore {
     /// A stopped player at the start of the session.
     pub fn new(session: Arc<Session>, sink: Box<dyn ReplaySink>, config: PlayerConfig) -> Self {
-        let mod_topic = Topic::ALL.iter().position(|t| *t == Topic::Mod);
-        let params_topic = Topic::ALL.iter().position(|t| *t == Topic::Params);
         let items: Vec<u32> = session
             .events()
             .iter()
             .enumerate()
-            .filter(|(_, e)| {
-                let topic = Some(e.topic as usize);
-                (topic == params_topic && e.actor.is_replayed())
-                    || (topic == mod_topic && e.value.is_finite())
+            .filter(|(_, e)| match session.topic_of(e) {
+                Some(Topic::Params) => e.actor.is_replayed(),
+                Some(Topic::Mod) => e.value.is_finite(),
+                _ => false,
             })
             .map(|(i, _)| i as u32)
             .collect();

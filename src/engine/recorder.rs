@@ -385,20 +385,8 @@ impl Worker {
                         continue;
                     }
                     let key = m.key.as_deref().unwrap_or_else(|| m.envelope.kafka_key());
-                    match self
-                        .writer
-                        .append_decoded(Some(key), &m.payload, &m.envelope)
-                    {
-                        Ok(()) => {}
-                        Err(crate::session::writer::WriteError::InvalidEnvelope(why)) => {
-                            // decoded by the subscriber, so this is a contract edge case
-                            let _ = self.tx.try_send(RecorderEvent::Warning(format!(
-                                "{}[{}]@{}: not recorded: {why}",
-                                m.topic, m.partition, m.offset
-                            )));
-                        }
-                        Err(e) => return Err(e.into()),
-                    }
+                    self.writer
+                        .append_decoded(Some(key), &m.payload, &m.envelope)?;
                 }
             }
             SubscriberEvent::Malformed(m) => {

@@ -197,21 +197,11 @@ impl Draft {
     }
 
     fn topic(&self) -> Topic {
-        match self.body {
-            Body::Param { .. } => Topic::Params,
-            Body::Mod { .. } => Topic::Mod,
-            Body::Audio { .. } => Topic::Audio,
-            Body::Event { .. } => Topic::Events,
-            Body::State { .. } => Topic::State,
-        }
+        self.body.topic()
     }
 
     fn key(&self) -> &str {
-        match &self.body {
-            Body::Param { path, .. } | Body::Mod { path, .. } | Body::Audio { path, .. } => path,
-            Body::Event { event_type } => event_type,
-            Body::State { key, .. } => key,
-        }
+        self.body.kafka_key()
     }
 }
 
