@@ -6,6 +6,10 @@ use std::fmt;
 
 use crate::msgpack::{self, Cursor, DecodeError, Kind};
 
+mod view;
+
+pub use view::{BodyView, EnvelopeView};
+
 /// The five topics of the Noise Engine bus.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Topic {
@@ -388,47 +392,12 @@ impl Envelope {
 
     /// Decodes a payload received on `topic`. The whole slice must be one map.
     pub fn decode(topic: Topic, payload: &[u8]) -> Result<Envelope, EnvelopeError> {
-        let mut c = Cursor::new(payload);
-        let env = Self::decode_from(topic, &mut c)?;
-        if !c.is_empty() {
-            return Err(EnvelopeError::Trailing(payload.len() - c.pos()));
-        }
-        Ok(env)
+        Ok(EnvelopeView::decode(topic, payload)?.to_envelope())
     }
 
     /// Decodes one envelope map at the cursor.
     pub fn decode_from(topic: Topic, c: &mut Cursor<'_>) -> Result<Envelope, EnvelopeError> {
-        let kind = c.peek_kind()?;
-        if kind != Kind::Map {
-            if kind == Kind::Invalid {
-                // report the invalid byte itself
-                c.skip_value()?;
-            }
-            return Err(EnvelopeError::NotAMap(kind));
-        }
-        let n = c.read_map_len()?;
-        let mut f = Fields::default();
-        let mut extra = Vec::new();
-        for _ in 0..n {
-            let key_at = c.abs_pos();
-            let key = match c.peek_kind()? {
-                Kind::Str | Kind::Bin => c.read_bytes_str()?,
-                other => {
-                    return Err(EnvelopeError::Field {
-                        field: format!("key at byte {key_at}"),
-                        reason: format!("map keys must be strings, found {other}"),
-                    })
-                }
-            };
-            if !f.take(topic, key, c)? {
-                let raw = c.raw_value()?;
-                extra.push((
-                    String::from_utf8_lossy(key).into_owned(),
-                    RawValue(raw.to_vec()),
-                ));
-            }
-        }
-        f.finish(topic, extra)
+        Ok(EnvelopeView::decode_from(topic, c)?.to_envelope())
     }
 
     /// Encodes as a MessagePack map: known fields first, then extras in their order.
@@ -537,157 +506,6 @@ impl Envelope {
             w::str(out, k);
             out.extend_from_slice(&v.0);
         }
-    }
-}
-
-/// Known fields collected while walking the map.
-#[derive(Default)]
-struct Fields {
-    v: Option<i64>,
-    session_id: Option<String>,
-    producer_id: Option<String>,
-    seq: Option<u64>,
-    ts_ms: Option<i64>,
-    actor: Option<Actor>,
-    source: Option<String>,
-    path: Option<String>,
-    value: Option<f64>,
-    value_mapped: Option<Option<f64>>,
-    bus: Option<i64>,
-    source_type: Option<String>,
-    peak: Option<f64>,
-    rms: Option<Option<f64>>,
-    event_type: Option<String>,
-    key: Option<String>,
-    state: Option<RawValue>,
-}
-
-fn field_err(field: &str, e: DecodeError) -> EnvelopeError {
-    if e.is_eof() || matches!(e, DecodeError::InvalidMarker { .. }) {
-        EnvelopeError::Msgpack(e)
-    } else {
-        EnvelopeError::Field {
-            field: field.to_owned(),
-            reason: e.to_string(),
-        }
-    }
-}
-
-fn string(c: &mut Cursor<'_>, field: &str) -> Result<String, EnvelopeError> {
-    c.read_str()
-        .map(str::to_owned)
-        .map_err(|e| field_err(field, e))
-}
-
-impl Fields {
-    /// Consumes the value if `key` is a known field for `topic`; returns false otherwise.
-    fn take(
-        &mut self,
-        topic: Topic,
-        key: &[u8],
-        c: &mut Cursor<'_>,
-    ) -> Result<bool, EnvelopeError> {
-        match (key, topic) {
-            (b"v", _) => self.v = Some(c.read_i64().map_err(|e| field_err("v", e))?),
-            (b"session_id", _) => self.session_id = Some(string(c, "session_id")?),
-            (b"producer_id", _) => self.producer_id = Some(string(c, "producer_id")?),
-            (b"seq", _) => self.seq = Some(c.read_u64().map_err(|e| field_err("seq", e))?),
-            (b"ts_ms", _) => self.ts_ms = Some(c.read_i64().map_err(|e| field_err("ts_ms", e))?),
-            (b"actor", _) => {
-                let b = c.read_bytes_str().map_err(|e| field_err("actor", e))?;
-                self.actor = Some(Actor::from_bytes(b));
-            }
-            (b"source", _) => self.source = Some(string(c, "source")?),
-            (b"path", Topic::Params | Topic::Mod | Topic::Audio) => {
-                self.path = Some(string(c, "path")?)
-            }
-            (b"value", Topic::Params | Topic::Mod) => {
-                self.value = Some(c.read_f64().map_err(|e| field_err("value", e))?)
-            }
-            (b"value_mapped", Topic::Params) => {
-                self.value_mapped =
-                    Some(c.read_opt_f64().map_err(|e| field_err("value_mapped", e))?)
-            }
-            (b"bus", Topic::Mod) => self.bus = Some(c.read_i64().map_err(|e| field_err("bus", e))?),
-            (b"source_type", Topic::Mod) => self.source_type = Some(string(c, "source_type")?),
-            (b"peak", Topic::Audio) => {
-                self.peak = Some(c.read_f64().map_err(|e| field_err("peak", e))?)
-            }
-            (b"rms", Topic::Audio) => {
-                self.rms = Some(c.read_opt_f64().map_err(|e| field_err("rms", e))?)
-            }
-            (b"type", Topic::Events) => self.event_type = Some(string(c, "type")?),
-            (b"key", Topic::State) => self.key = Some(string(c, "key")?),
-            (b"state", Topic::State) => {
-                let at = c.abs_pos();
-                if c.peek_kind()? != Kind::Map {
-                    return Err(EnvelopeError::Field {
-                        field: "state".into(),
-                        reason: format!("expected a map at byte {at}"),
-                    });
-                }
-                self.state = Some(RawValue(c.raw_value()?.to_vec()))
-            }
-            _ => return Ok(false),
-        }
-        Ok(true)
-    }
-
-    fn finish(
-        self,
-        topic: Topic,
-        extra: Vec<(String, RawValue)>,
-    ) -> Result<Envelope, EnvelopeError> {
-        use EnvelopeError::Missing;
-        let session_id = self.session_id.ok_or(Missing("session_id"))?;
-        let producer_id = self.producer_id.ok_or(Missing("producer_id"))?;
-        let seq = self.seq.ok_or(Missing("seq"))?;
-        let ts_ms = self.ts_ms.ok_or(Missing("ts_ms"))?;
-        let body = match topic {
-            Topic::Params => Body::Param {
-                path: self.path.ok_or(Missing("path"))?,
-                value: self.value.ok_or(Missing("value"))?,
-                has_value_mapped: self.value_mapped.is_some(),
-                value_mapped: self.value_mapped.flatten(),
-            },
-            Topic::Mod => {
-                let path = self.path.ok_or(Missing("path"))?;
-                let bus = match self.bus {
-                    Some(b) => b,
-                    None => bus_number(&path).ok_or(Missing("bus"))?,
-                };
-                Body::Mod {
-                    path,
-                    bus,
-                    value: self.value.ok_or(Missing("value"))?,
-                    source_type: self.source_type,
-                }
-            }
-            Topic::Audio => Body::Audio {
-                path: self.path.ok_or(Missing("path"))?,
-                peak: self.peak.ok_or(Missing("peak"))?,
-                has_rms: self.rms.is_some(),
-                rms: self.rms.flatten(),
-            },
-            Topic::Events => Body::Event {
-                event_type: self.event_type.ok_or(Missing("type"))?,
-            },
-            Topic::State => Body::State {
-                key: self.key.ok_or(Missing("key"))?,
-                state: self.state.ok_or(Missing("state"))?,
-            },
-        };
-        Ok(Envelope {
-            v: self.v.unwrap_or(1),
-            session_id,
-            producer_id,
-            seq,
-            ts_ms,
-            actor: self.actor,
-            source: self.source,
-            body,
-            extra,
-        })
     }
 }
 

@@ -16,4 +16,6 @@ pub mod kafka;
 pub mod msgpack;
 pub mod session;
 
-pub use envelope::{Actor, ActorKind, Body, Envelope, EnvelopeError, RawValue, Topic};
+pub use envelope::{
+    Actor, ActorKind, Body, BodyView, Envelope, EnvelopeError, EnvelopeView, RawValue, Topic,
+};

@@ -102,11 +102,11 @@ fn playing_the_fixture_at_8x_republishes_its_user_events_in_order_and_spacing() 
     );
 
     // the player's seq is its send order
-    got.sort_by_key(|m| m.envelope.seq);
+    got.sort_by_key(|m| m.envelope().seq);
     for (i, (m, (_, path, value))) in got.iter().zip(&expected).enumerate() {
-        assert_eq!(m.envelope.actor, Some(Actor::Replay), "message {i}");
-        assert_eq!(m.key.as_deref(), Some(path.as_str()), "message {i}");
-        match &m.envelope.body {
+        assert_eq!(m.envelope().actor, Some(Actor::Replay), "message {i}");
+        assert_eq!(m.key(), Some(path.as_str()), "message {i}");
+        match &m.envelope().body {
             Body::Param {
                 path: p, value: v, ..
             } => {
@@ -118,13 +118,13 @@ fn playing_the_fixture_at_8x_republishes_its_user_events_in_order_and_spacing() 
     // spacing: each message is stamped (ts_ms = publish time) at
     // (ts - first) / 8 after the first, over a 7.5 s schedule; the bound
     // allows for a loaded 2-core CI machine delaying a thread now and then
-    let t0 = got[0].envelope.ts_ms;
+    let t0 = got[0].envelope().ts_ms;
     let worst = got
         .iter()
         .zip(&expected)
         .map(|(m, (ts, _, _))| {
             let due = (ts - expected[0].0) as f64 / 8.0;
-            ((m.envelope.ts_ms - t0) as f64 - due).abs()
+            ((m.envelope().ts_ms - t0) as f64 - due).abs()
         })
         .fold(0.0, f64::max);
     assert!(

@@ -88,17 +88,20 @@ fn every_topic_round_trips_with_keys_and_per_key_order() {
     let mut per_topic_key: BTreeMap<(Topic, String), Vec<&integr8tor::kafka::Received>> =
         BTreeMap::new();
     for m in &got.messages {
-        let key = m.key.clone().expect("every message has a key");
+        let key = m.key().map(str::to_owned).expect("every message has a key");
         assert_eq!(
             key,
-            m.envelope.kafka_key(),
+            m.envelope().kafka_key(),
             "key follows FORMATS.md section 1"
         );
-        assert_eq!(m.envelope.topic(), m.topic);
-        assert_eq!(m.envelope.session_id, "session-rt");
-        assert_eq!(m.envelope.producer_id, "test.roundtrip");
+        assert_eq!(m.envelope().topic(), m.topic);
+        assert_eq!(m.envelope().session_id, "session-rt");
+        assert_eq!(m.envelope().producer_id, "test.roundtrip");
         // the raw payload is what was on the wire and decodes to the same envelope
-        assert_eq!(Envelope::decode(m.topic, &m.payload).unwrap(), m.envelope);
+        assert_eq!(
+            Envelope::decode(m.topic, m.payload()).unwrap(),
+            m.envelope()
+        );
         per_topic_key.entry((m.topic, key)).or_default().push(m);
     }
     let mut expected_counts: HashMap<(Topic, String), usize> = HashMap::new();
@@ -110,10 +113,13 @@ fn every_topic_round_trips_with_keys_and_per_key_order() {
         assert_eq!(msgs.len(), expected_counts[k], "{k:?}");
         // per key: seq strictly increasing in arrival order, offsets too, values in publish order
         for w in msgs.windows(2) {
-            assert!(w[0].envelope.seq < w[1].envelope.seq, "{k:?} out of order");
+            assert!(
+                w[0].envelope().seq < w[1].envelope().seq,
+                "{k:?} out of order"
+            );
             assert!(w[0].offset < w[1].offset);
             assert_eq!(w[0].partition, w[1].partition, "one key, one partition");
-            let (a, b) = (value_of(&w[0].envelope), value_of(&w[1].envelope));
+            let (a, b) = (value_of(&w[0].envelope()), value_of(&w[1].envelope()));
             assert!(a.is_nan() || a < b, "{k:?}: {a} then {b}");
         }
     }
@@ -128,11 +134,11 @@ fn every_topic_round_trips_with_keys_and_per_key_order() {
     let note_on = got
         .messages
         .iter()
-        .find(|m| m.key.as_deref() == Some("note_on"))
+        .find(|m| m.key() == Some("note_on"))
         .unwrap();
     assert_eq!(
         note_on
-            .envelope
+            .envelope()
             .extra_field("note")
             .unwrap()
             .decode()
@@ -192,9 +198,9 @@ fn a_triple_delivered_twice_reaches_the_subscriber_once() {
         .iter()
         .map(|m| {
             (
-                m.envelope.session_id.clone(),
-                m.envelope.producer_id.clone(),
-                m.envelope.seq,
+                m.envelope().session_id.clone(),
+                m.envelope().producer_id.clone(),
+                m.envelope().seq,
             )
         })
         .collect();
@@ -260,7 +266,7 @@ fn malformed_messages_are_counted_located_and_skipped() {
     assert_eq!(
         got.messages
             .iter()
-            .map(|m| m.envelope.seq)
+            .map(|m| m.envelope().seq)
             .collect::<Vec<_>>(),
         vec![1, 2]
     );
@@ -331,7 +337,7 @@ fn a_five_second_outage_loses_nothing_and_never_blocks_the_caller() {
     let n = accepted.len();
     collect_messages(&sub, &mut got, n, Duration::from_secs(60));
     collect_until(&sub, &mut got, Duration::from_millis(500), |_| false);
-    let mut seqs: Vec<u64> = got.messages.iter().map(|m| m.envelope.seq).collect();
+    let mut seqs: Vec<u64> = got.messages.iter().map(|m| m.envelope().seq).collect();
     seqs.sort_unstable();
     assert_eq!(seqs, accepted, "every accepted message exactly once");
 
@@ -462,7 +468,7 @@ fn rate_limits_drop_the_excess_and_keep_the_last_value() {
         .messages
         .iter()
         .filter_map(|m| {
-            m.envelope
+            m.envelope()
                 .param()
                 .filter(|(p, _)| *p == "gen.1.cutoff")
                 .map(|(_, v)| v)
@@ -494,7 +500,7 @@ fn a_new_session_restarts_seq_and_is_not_taken_for_a_duplicate() {
     let ids: Vec<(String, u64)> = got
         .messages
         .iter()
-        .map(|m| (m.envelope.session_id.clone(), m.envelope.seq))
+        .map(|m| (m.envelope().session_id.clone(), m.envelope().seq))
         .collect();
     assert_eq!(
         ids,
@@ -530,7 +536,7 @@ fn a_restarted_subscriber_resumes_where_it_committed() {
     let mut again = Collected::default();
     collect_messages(&second, &mut again, 5, Duration::from_secs(20));
     collect_until(&second, &mut again, Duration::from_millis(500), |_| false);
-    let mut seqs: Vec<u64> = again.messages.iter().map(|m| m.envelope.seq).collect();
+    let mut seqs: Vec<u64> = again.messages.iter().map(|m| m.envelope().seq).collect();
     seqs.sort_unstable();
     assert_eq!(seqs, (11..=15).collect::<Vec<_>>());
     assert_eq!(
@@ -565,9 +571,7 @@ fn a_latest_subscriber_sees_only_what_comes_after_it_joined() {
     }
     assert!(!got.messages.is_empty(), "nothing arrived after joining");
     assert!(
-        got.messages
-            .iter()
-            .all(|m| m.key.as_deref() == Some("after")),
+        got.messages.iter().all(|m| m.key() == Some("after")),
         "a latest subscriber read what came before it joined"
     );
 }

@@ -211,21 +211,18 @@ fn a_python_client_and_this_process_talk_through_the_broker_process() {
     let from_python: Vec<_> = got
         .messages
         .iter()
-        .filter(|m| m.envelope.producer_id == "python.interop")
+        .filter(|m| m.envelope().producer_id == "python.interop")
         .collect();
     assert_eq!(from_python.len(), 20);
-    let mut seqs: Vec<u64> = from_python.iter().map(|m| m.envelope.seq).collect();
+    let mut seqs: Vec<u64> = from_python.iter().map(|m| m.envelope().seq).collect();
     seqs.sort_unstable();
     assert_eq!(seqs, (1..=20).collect::<Vec<_>>());
     for m in &from_python {
-        let seq = m.envelope.seq;
-        assert_eq!(m.envelope.session_id, "session-py");
-        assert_eq!(m.envelope.source.as_deref(), Some("python"));
-        assert_eq!(
-            m.key.as_deref(),
-            Some(format!("py.{}.level", seq % 4).as_str())
-        );
-        match &m.envelope.body {
+        let seq = m.envelope().seq;
+        assert_eq!(m.envelope().session_id, "session-py");
+        assert_eq!(m.envelope().source.as_deref(), Some("python"));
+        assert_eq!(m.key(), Some(format!("py.{}.level", seq % 4).as_str()));
+        match &m.envelope().body {
             Body::Param {
                 path,
                 value,
@@ -239,7 +236,7 @@ fn a_python_client_and_this_process_talk_through_the_broker_process() {
             other => panic!("not a param: {other:?}"),
         }
         let extra = m
-            .envelope
+            .envelope()
             .extra_field("py_extra")
             .expect("unknown fields are kept")
             .decode()

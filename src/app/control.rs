@@ -641,7 +641,7 @@ impl Ctl {
     /// Reduces a received message for the window, and forwards performer
     /// moves from other producers to the player (they pin the path).
     fn live_msg(&mut self, r: Received) -> Option<LiveMsg> {
-        let env = r.envelope;
+        let env = r.envelope();
         let actor = env
             .actor
             .as_ref()

@@ -22,7 +22,7 @@ use integr8tor::kafka::{
     SubscriberEvent,
 };
 use integr8tor::session::{LoadProgress, ReadOptions, Session};
-use integr8tor::{Actor, Body, Topic};
+use integr8tor::{ActorKind, Topic};
 
 use super::bus::ConnectArgs;
 use super::Outcome;
@@ -297,14 +297,15 @@ pub fn play(args: PlayArgs) -> anyhow::Result<Outcome> {
     while !stop.load(Ordering::Relaxed) && !finished {
         for event in live.events().try_iter() {
             if let SubscriberEvent::Messages(batch) = event {
-                for m in batch {
-                    if let (Some(Actor::User), Body::Param { path, value, .. }) =
-                        (&m.envelope.actor, &m.envelope.body)
+                for m in &batch {
+                    let envelope = m.view();
+                    if let (ActorKind::User, Some((path, value))) =
+                        (envelope.actor_kind(), envelope.param())
                     {
                         player.send(PlayerCommand::LiveUser {
-                            path: path.clone(),
-                            producer_id: m.envelope.producer_id.clone(),
-                            value: *value,
+                            path: path.to_owned(),
+                            producer_id: envelope.producer_id.to_owned(),
+                            value,
                         });
                     }
                 }

@@ -379,14 +379,17 @@ impl Worker {
     fn apply(&mut self, event: SubscriberEvent) -> Result<(), EngineError> {
         match event {
             SubscriberEvent::Messages(batch) => {
-                for m in batch {
-                    if !m.envelope.actor_kind().is_recorded() {
+                for m in &batch {
+                    let envelope = m.view();
+                    if !envelope.actor_kind().is_recorded() {
                         self.stats.filtered += 1;
                         continue;
                     }
-                    let key = m.key.as_deref().unwrap_or_else(|| m.envelope.kafka_key());
+                    let key = m
+                        .key_with(&envelope)
+                        .unwrap_or_else(|| envelope.kafka_key());
                     self.writer
-                        .append_decoded(Some(key), &m.payload, &m.envelope)?;
+                        .append_decoded(Some(key), m.payload(), &envelope)?;
                 }
             }
             SubscriberEvent::Malformed(m) => {

@@ -37,7 +37,7 @@ use rdkafka::{Offset, TopicPartitionList};
 use super::config::Connection;
 use super::dedup::{DedupWindow, DEFAULT_WINDOW};
 use super::{unix_ms_now, BusError};
-use crate::envelope::{Envelope, Topic};
+use crate::envelope::{Envelope, EnvelopeView, Topic};
 
 /// `fetch.wait.max.ms` used against the embedded broker. librdkafka's mock
 /// broker holds an empty fetch for the full wait even when data arrives, so
@@ -123,6 +123,11 @@ impl SubscriberConfig {
 }
 
 /// One decoded, deduplicated message.
+///
+/// It keeps the payload exactly as received (the recorder writes it
+/// verbatim) and nothing else of the envelope: [`Received::view`] reads the
+/// fields in place without allocating, [`Received::envelope`] makes an owned
+/// copy. That keeps the subscriber at one allocation per message.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Received {
     /// Its topic.
@@ -131,18 +136,76 @@ pub struct Received {
     pub partition: i32,
     /// Kafka offset.
     pub offset: i64,
-    /// Kafka key (lossy UTF-8 if a producer sent other bytes).
-    pub key: Option<String>,
     /// The record's Kafka timestamp (create or log-append time), if any.
     pub kafka_timestamp_ms: Option<i64>,
     /// When this process received it (monotonic).
     pub received_at: Instant,
     /// When this process received it (Unix ms).
     pub received_unix_ms: i64,
-    /// The decoded envelope.
-    pub envelope: Envelope,
-    /// The payload exactly as received (the recorder writes it verbatim).
-    pub payload: Vec<u8>,
+    /// A payload that decoded as an envelope for `topic`.
+    payload: Vec<u8>,
+    key: ReceivedKey,
+}
+
+/// The Kafka key, stored only when it is not the envelope's own.
+#[derive(Debug, Clone, PartialEq)]
+enum ReceivedKey {
+    Absent,
+    /// The key FORMATS.md section 1 assigns, as nearly every producer sends.
+    Envelope,
+    /// Any other key (lossy UTF-8 if a producer sent other bytes).
+    Other(String),
+}
+
+impl Received {
+    /// The envelope's fields, read in place.
+    pub fn view(&self) -> EnvelopeView<'_> {
+        EnvelopeView::decode(self.topic, &self.payload)
+            .expect("a Received holds only payloads that decoded for its topic")
+    }
+
+    /// An owned copy of the envelope.
+    pub fn envelope(&self) -> Envelope {
+        self.view().to_envelope()
+    }
+
+    /// The payload exactly as received.
+    pub fn payload(&self) -> &[u8] {
+        &self.payload
+    }
+
+    /// The payload, moved out.
+    pub fn into_payload(self) -> Vec<u8> {
+        self.payload
+    }
+
+    /// The Kafka key, if the message had one.
+    pub fn key(&self) -> Option<&str> {
+        match &self.key {
+            ReceivedKey::Absent => None,
+            ReceivedKey::Envelope => Some(self.view().kafka_key()),
+            ReceivedKey::Other(k) => Some(k),
+        }
+    }
+
+    /// Like [`Received::key`], taking the key from a view of this message
+    /// already at hand instead of decoding again.
+    pub fn key_with<'a>(&'a self, view: &EnvelopeView<'a>) -> Option<&'a str> {
+        match &self.key {
+            ReceivedKey::Absent => None,
+            ReceivedKey::Envelope => Some(view.kafka_key()),
+            ReceivedKey::Other(k) => Some(k),
+        }
+    }
+}
+
+fn received_key(key: Option<&[u8]>, view: &EnvelopeView<'_>) -> ReceivedKey {
+    match key {
+        None => ReceivedKey::Absent,
+        // comparing bytes is cheaper than validating UTF-8 again
+        Some(k) if k == view.kafka_key().as_bytes() => ReceivedKey::Envelope,
+        Some(k) => ReceivedKey::Other(String::from_utf8_lossy(k).into_owned()),
+    }
 }
 
 /// A message that could not be decoded and was skipped.
@@ -505,13 +568,13 @@ impl Worker {
             )),
             Some(topic) => match message.payload() {
                 None => Err("no payload (a tombstone)".to_owned()),
-                Some(payload) => match Envelope::decode(topic, payload) {
-                    Ok(envelope) => Ok((topic, envelope, payload)),
+                Some(payload) => match EnvelopeView::decode(topic, payload) {
+                    Ok(view) => Ok((topic, view, payload)),
                     Err(e) => Err(e.to_string()),
                 },
             },
         };
-        let (topic, envelope, payload) = match decoded {
+        let (topic, view, payload) = match decoded {
             Ok(d) => d,
             Err(error) => {
                 let key = message
@@ -538,32 +601,22 @@ impl Worker {
         self.note_offset(topic, partition, offset);
         if !self
             .dedup
-            .insert(&envelope.session_id, &envelope.producer_id, envelope.seq)
+            .insert(view.session_id, view.producer_id, view.seq)
         {
             self.batch_duplicates += 1;
             return;
         }
-        // the key is nearly always the envelope's own (FORMATS.md section 1):
-        // comparing bytes is cheaper than validating UTF-8 again
-        let key = message.key().map(|k| {
-            let expected = envelope.kafka_key();
-            if k == expected.as_bytes() {
-                expected.to_owned()
-            } else {
-                String::from_utf8_lossy(k).into_owned()
-            }
-        });
+        let key = received_key(message.key(), &view);
         let (received_at, received_unix_ms) = self.now();
         self.batch.push(Received {
             topic,
             partition,
             offset,
-            key,
             kafka_timestamp_ms: message.timestamp().to_millis(),
             received_at,
             received_unix_ms,
-            envelope,
             payload: payload.to_vec(),
+            key,
         });
         if self.connected != Some(true) {
             self.set_connected(ConnectionState::Connected);

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use hashbrown::HashMap;
 
-use crate::envelope::{Envelope, Topic};
+use crate::envelope::{Envelope, EnvelopeView, Topic};
 use crate::msgpack::{write as w, Cursor};
 use crate::session::reader::{EventFields, FieldError};
 
@@ -183,14 +183,14 @@ impl<W: Write> SessionWriter<W> {
     }
 
     /// Appends an event record for a payload the caller has already decoded
-    /// into `envelope` (the recorder: its subscriber decoded every message),
+    /// into `envelope` (the recorder: its subscriber checked every message),
     /// skipping a second validation. `data` must be the bytes `envelope`
     /// was decoded from.
     pub fn append_decoded(
         &mut self,
         key: Option<&str>,
         data: &[u8],
-        envelope: &Envelope,
+        envelope: &EnvelopeView<'_>,
     ) -> Result<(), WriteError> {
         let param = envelope
             .param()
