@@ -6,6 +6,7 @@
 //!    disk: events per second from the first to the last event written.
 //!
 //! `cargo bench --bench engines` (add `-- --quick` for a 15 s replay).
+//! `BENCH_ENGINES_ONLY=ingest` or `=replay` runs that part alone.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -203,6 +204,11 @@ fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
     let broker = EmbeddedBroker::start(None).expect("embedded broker");
     let conn = Connection::to_embedded(&broker);
-    recorder_ingest(&conn, if quick { 100_000 } else { 300_000 });
-    replay_lateness(&conn, quick);
+    let only = std::env::var("BENCH_ENGINES_ONLY").unwrap_or_default();
+    if only != "replay" {
+        recorder_ingest(&conn, if quick { 100_000 } else { 300_000 });
+    }
+    if only != "ingest" {
+        replay_lateness(&conn, quick);
+    }
 }

@@ -94,9 +94,16 @@ fn every_topic_round_trips_with_keys_and_per_key_order() {
             m.envelope().kafka_key(),
             "key follows FORMATS.md section 1"
         );
-        assert_eq!(m.envelope().topic(), m.topic);
-        assert_eq!(m.envelope().session_id, "session-rt");
-        assert_eq!(m.envelope().producer_id, "test.roundtrip");
+        let envelope = m.envelope();
+        assert_eq!(envelope.topic(), m.topic);
+        assert_eq!(envelope.session_id, "session-rt");
+        assert_eq!(envelope.producer_id, "test.roundtrip");
+        // the fields the subscriber keeps beside the payload are the envelope's
+        assert_eq!(m.envelope_key(), envelope.kafka_key());
+        assert_eq!(m.ts_ms, envelope.ts_ms);
+        assert_eq!(m.actor, envelope.actor_kind());
+        assert_eq!(m.param(), envelope.param());
+        assert_eq!(m.view().to_envelope(), envelope);
         // the raw payload is what was on the wire and decodes to the same envelope
         assert_eq!(
             Envelope::decode(m.topic, m.payload()).unwrap(),

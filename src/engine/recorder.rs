@@ -380,16 +380,18 @@ impl Worker {
         match event {
             SubscriberEvent::Messages(batch) => {
                 for m in &batch {
-                    let envelope = m.view();
-                    if !envelope.actor_kind().is_recorded() {
+                    if !m.actor.is_recorded() {
                         self.stats.filtered += 1;
                         continue;
                     }
-                    let key = m
-                        .key_with(&envelope)
-                        .unwrap_or_else(|| envelope.kafka_key());
-                    self.writer
-                        .append_decoded(Some(key), m.payload(), &envelope)?;
+                    let key = m.key().unwrap_or_else(|| m.envelope_key());
+                    self.writer.append_checked(
+                        m.topic,
+                        Some(key),
+                        m.payload(),
+                        m.ts_ms,
+                        m.param(),
+                    )?;
                 }
             }
             SubscriberEvent::Malformed(m) => {

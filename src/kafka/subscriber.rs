@@ -22,6 +22,7 @@
 //! When the channel is full the thread waits (backpressure: a recorder must
 //! not lose messages), checking for a stop request every 100 ms.
 
+use std::ops::Range;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -37,7 +38,7 @@ use rdkafka::{Offset, TopicPartitionList};
 use super::config::Connection;
 use super::dedup::{DedupWindow, DEFAULT_WINDOW};
 use super::{unix_ms_now, BusError};
-use crate::envelope::{Envelope, EnvelopeView, Topic};
+use crate::envelope::{ActorKind, Envelope, EnvelopeView, Topic};
 
 /// `fetch.wait.max.ms` used against the embedded broker. librdkafka's mock
 /// broker holds an empty fetch for the full wait even when data arrives, so
@@ -125,9 +126,11 @@ impl SubscriberConfig {
 /// One decoded, deduplicated message.
 ///
 /// It keeps the payload exactly as received (the recorder writes it
-/// verbatim) and nothing else of the envelope: [`Received::view`] reads the
-/// fields in place without allocating, [`Received::envelope`] makes an owned
-/// copy. That keeps the subscriber at one allocation per message.
+/// verbatim) and the few envelope fields a recorder needs; [`Received::view`]
+/// reads every field in place without allocating, [`Received::envelope`]
+/// makes an owned copy. The payloads of one batch share one buffer, so the
+/// subscriber allocates per batch, not per message; holding on to one
+/// `Received` keeps its batch's bytes (at most `max_batch` payloads) alive.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Received {
     /// Its topic.
@@ -142,8 +145,18 @@ pub struct Received {
     pub received_at: Instant,
     /// When this process received it (Unix ms).
     pub received_unix_ms: i64,
-    /// A payload that decoded as an envelope for `topic`.
-    payload: Vec<u8>,
+    /// The envelope's `ts_ms`.
+    pub ts_ms: i64,
+    /// The envelope's actor.
+    pub actor: ActorKind,
+    /// The batch's payloads, one after the other.
+    bytes: Arc<Vec<u8>>,
+    /// Where this message's payload is in `bytes`: an envelope for `topic`.
+    payload: Range<u32>,
+    /// Where the envelope's own key (path, event type or state key) is in `bytes`.
+    own_key: Range<u32>,
+    /// `value` of a `noise.params` message.
+    param_value: Option<f64>,
     key: ReceivedKey,
 }
 
@@ -160,7 +173,7 @@ enum ReceivedKey {
 impl Received {
     /// The envelope's fields, read in place.
     pub fn view(&self) -> EnvelopeView<'_> {
-        EnvelopeView::decode(self.topic, &self.payload)
+        EnvelopeView::decode(self.topic, self.payload())
             .expect("a Received holds only payloads that decoded for its topic")
     }
 
@@ -171,32 +184,36 @@ impl Received {
 
     /// The payload exactly as received.
     pub fn payload(&self) -> &[u8] {
-        &self.payload
-    }
-
-    /// The payload, moved out.
-    pub fn into_payload(self) -> Vec<u8> {
-        self.payload
+        &self.bytes[self.payload.start as usize..self.payload.end as usize]
     }
 
     /// The Kafka key, if the message had one.
     pub fn key(&self) -> Option<&str> {
         match &self.key {
             ReceivedKey::Absent => None,
-            ReceivedKey::Envelope => Some(self.view().kafka_key()),
+            ReceivedKey::Envelope => Some(self.envelope_key()),
             ReceivedKey::Other(k) => Some(k),
         }
     }
 
-    /// Like [`Received::key`], taking the key from a view of this message
-    /// already at hand instead of decoding again.
-    pub fn key_with<'a>(&'a self, view: &EnvelopeView<'a>) -> Option<&'a str> {
-        match &self.key {
-            ReceivedKey::Absent => None,
-            ReceivedKey::Envelope => Some(view.kafka_key()),
-            ReceivedKey::Other(k) => Some(k),
-        }
+    /// The key FORMATS.md section 1 gives the envelope (path, event type or
+    /// state key), whatever key the message came with.
+    pub fn envelope_key(&self) -> &str {
+        let range = self.own_key.start as usize..self.own_key.end as usize;
+        std::str::from_utf8(&self.bytes[range])
+            .expect("the key was checked as UTF-8 when the payload was decoded")
     }
+
+    /// Path and value of a `noise.params` message.
+    pub fn param(&self) -> Option<(&str, f64)> {
+        self.param_value.map(|value| (self.envelope_key(), value))
+    }
+}
+
+/// Where `part`, a slice of `whole`, starts and ends in it, shifted by `base`.
+fn span_in(whole: &[u8], part: &[u8], base: usize) -> Range<u32> {
+    let start = base + (part.as_ptr() as usize - whole.as_ptr() as usize);
+    start as u32..(start + part.len()) as u32
 }
 
 fn received_key(key: Option<&[u8]>, view: &EnvelopeView<'_>) -> ReceivedKey {
@@ -427,6 +444,8 @@ impl Subscriber {
             dedup: DedupWindow::new(config.dedup_window),
             max_batch: config.max_batch.max(1),
             batch: Vec::new(),
+            bytes: Vec::new(),
+            no_bytes: Arc::new(Vec::new()),
             offsets: Vec::new(),
             batch_received: 0,
             batch_duplicates: 0,
@@ -506,7 +525,11 @@ struct Worker {
     counters: Arc<Counters>,
     dedup: DedupWindow,
     max_batch: usize,
+    /// Messages decoded since the last hand-over; their `bytes` is
+    /// `no_bytes` until [`Worker::flush_batch`] shares out `bytes`.
     batch: Vec<Received>,
+    bytes: Vec<u8>,
+    no_bytes: Arc<Vec<u8>>,
     /// Highest offset handed over per (topic, partition) in the current batch.
     offsets: Vec<(Topic, i32, i64)>,
     batch_received: u64,
@@ -608,6 +631,8 @@ impl Worker {
         }
         let key = received_key(message.key(), &view);
         let (received_at, received_unix_ms) = self.now();
+        let base = self.bytes.len();
+        self.bytes.extend_from_slice(payload);
         self.batch.push(Received {
             topic,
             partition,
@@ -615,7 +640,13 @@ impl Worker {
             kafka_timestamp_ms: message.timestamp().to_millis(),
             received_at,
             received_unix_ms,
-            payload: payload.to_vec(),
+            ts_ms: view.ts_ms,
+            actor: view.actor_kind(),
+            // the real buffer is shared out when the batch is handed over
+            bytes: Arc::clone(&self.no_bytes),
+            payload: span_in(payload, payload, base),
+            own_key: span_in(payload, view.kafka_key().as_bytes(), base),
+            param_value: view.param().map(|(_, value)| value),
             key,
         });
         if self.connected != Some(true) {
@@ -682,7 +713,15 @@ impl Worker {
             Ordering::Relaxed,
         );
         if !self.batch.is_empty() {
-            let batch = std::mem::replace(&mut self.batch, Vec::with_capacity(self.max_batch));
+            let mut batch = std::mem::replace(&mut self.batch, Vec::with_capacity(self.max_batch));
+            let used = self.bytes.len();
+            let bytes = Arc::new(std::mem::replace(
+                &mut self.bytes,
+                Vec::with_capacity(used.next_power_of_two()),
+            ));
+            for m in &mut batch {
+                m.bytes = Arc::clone(&bytes);
+            }
             let n = batch.len() as u64;
             if !self.send(SubscriberEvent::Messages(batch)) {
                 // stopping: the batch was not handed over, so its offsets are not stored

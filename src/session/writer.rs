@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use hashbrown::HashMap;
 
-use crate::envelope::{Envelope, EnvelopeView, Topic};
+use crate::envelope::{Envelope, Topic};
 use crate::msgpack::{write as w, Cursor};
 use crate::session::reader::{EventFields, FieldError};
 
@@ -182,20 +182,20 @@ impl<W: Write> SessionWriter<W> {
         self.append_valid(topic, key, data, fields.ts_ms, param)
     }
 
-    /// Appends an event record for a payload the caller has already decoded
-    /// into `envelope` (the recorder: its subscriber checked every message),
-    /// skipping a second validation. `data` must be the bytes `envelope`
-    /// was decoded from.
-    pub fn append_decoded(
+    /// Appends an event record for a payload the caller has already checked
+    /// (the recorder: its subscriber decoded every message), skipping a
+    /// second validation. `ts_ms` and `param` (path and value of a
+    /// `noise.params` message) must be what `data` holds.
+    pub fn append_checked(
         &mut self,
+        topic: Topic,
         key: Option<&str>,
         data: &[u8],
-        envelope: &EnvelopeView<'_>,
+        ts_ms: i64,
+        param: Option<(&str, f64)>,
     ) -> Result<(), WriteError> {
-        let param = envelope
-            .param()
-            .map(|(path, value)| (path.as_bytes(), value));
-        self.append_valid(envelope.topic().name(), key, data, envelope.ts_ms, param)
+        let param = param.map(|(path, value)| (path.as_bytes(), value));
+        self.append_valid(topic.name(), key, data, ts_ms, param)
     }
 
     fn append_valid(
