@@ -5,6 +5,10 @@
 //! 2. Recorder ingest from a backlog on the embedded broker to a file on
 //!    disk: events per second from the first to the last event written.
 //!
+//! 3. The machine's own stalls, for reading the lateness maximum: a thread
+//!    that only spins and reads the clock for 10 s, and the longest gaps it
+//!    saw between two reads (time it was not running, whatever the code).
+//!
 //! `cargo bench --bench engines` (add `-- --quick` for a 15 s replay).
 //! `BENCH_ENGINES_ONLY=ingest` or `=replay` runs that part alone.
 
@@ -200,6 +204,48 @@ fn subscriber_drain(conn: &Connection, backlog: u64) {
     );
 }
 
+/// Spins for `seconds` reading the clock and prints the gaps over 0.5 ms:
+/// on a virtual machine the hypervisor takes the CPU away now and then, and
+/// no scheduling on our side can make a dispatch less late than that.
+fn machine_stalls(seconds: u64) {
+    let steal_before = steal_ms();
+    let start = Instant::now();
+    let mut last = start;
+    let mut gaps = Vec::new();
+    while last.duration_since(start) < Duration::from_secs(seconds) {
+        let now = Instant::now();
+        let gap = now - last;
+        if gap > Duration::from_micros(500) {
+            gaps.push(gap);
+        }
+        last = now;
+    }
+    gaps.sort_unstable_by(|a, b| b.cmp(a));
+    let longest: Vec<String> = gaps
+        .iter()
+        .take(3)
+        .map(|g| format!("{:.2}", g.as_secs_f64() * 1000.0))
+        .collect();
+    let steal = match (steal_before, steal_ms()) {
+        (Some(a), Some(b)) => format!(", CPU time stolen by the hypervisor {} ms", b - a),
+        _ => String::new(),
+    };
+    println!(
+        "machine: a thread spinning for {seconds} s lost the CPU {} times for over 0.5 ms, longest {} ms{steal}",
+        gaps.len(),
+        if longest.is_empty() { "-".to_owned() } else { longest.join(", ") }
+    );
+}
+
+/// Steal time of all CPUs so far, from `/proc/stat` (Linux), in ms.
+fn steal_ms() -> Option<u64> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let cpu = stat.lines().next()?;
+    // cpu user nice system idle iowait irq softirq steal ...
+    let ticks: u64 = cpu.split_whitespace().nth(8)?.parse().ok()?;
+    Some(ticks * 10) // USER_HZ is 100 on Linux
+}
+
 fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
     let broker = EmbeddedBroker::start(None).expect("embedded broker");
@@ -210,5 +256,6 @@ fn main() {
     }
     if only != "ingest" {
         replay_lateness(&conn, quick);
+        machine_stalls(10);
     }
 }

@@ -6,7 +6,7 @@
 //! and are exact. [`Player`] runs a core on its own thread: it drains
 //! commands, dispatches what is due, and waits for the next deadline by
 //! sleeping most of the way and spinning the last stretch
-//! ([`Clock::sleep_until`]), so dispatch is sub-millisecond accurate.
+//! ([`crate::clock::Clock::sleep_until`]), so dispatch is sub-millisecond accurate.
 //!
 //! Timing: with the position `p0` at clock time `c0` (the anchor), session
 //! instant `t` is due at `c0 + (t - p0) / speed`. Pause, speed changes and

@@ -1,10 +1,12 @@
 //! The subscriber: one named consumer thread that decodes, deduplicates and
 //! forwards.
 //!
-//! The thread polls librdkafka, decodes each payload as an [`Envelope`] for its
-//! topic, drops (session_id, producer_id, seq) triples it has already seen
-//! (a [`DedupWindow`], 50,000 by default) and sends what is left in batches
-//! on a bounded crossbeam channel as [`SubscriberEvent::Messages`]. A batch is
+//! The thread polls librdkafka, checks each payload in place as an
+//! [`EnvelopeView`] for its topic (no allocation), drops (session_id,
+//! producer_id, seq) triples it has already seen (a [`DedupWindow`], 50,000
+//! by default) and sends what is left in batches on a bounded crossbeam
+//! channel as [`SubscriberEvent::Messages`]; the payloads of a batch share
+//! one buffer. A batch is
 //! whatever librdkafka has ready right now (up to `max_batch`), so batching
 //! adds no latency; it only amortizes the channel hand-off at high rates.
 //!
