@@ -23,7 +23,9 @@
 //! `BENCH_KAFKA_SECONDS=S` changes each latency run (default 5).
 //! `BENCH_KAFKA_RUNS=N` repeats the drain and the live run (default 3; the
 //! table shows the median run and the range, each run on a fresh broker).
-//! `BENCH_KAFKA_ONLY=drain` or `=latency` runs that part alone.
+//! `BENCH_KAFKA_ONLY=drain` or `=latency` runs that part alone; with
+//! `BENCH_KAFKA_BROKERS=host:port` the latency part measures that broker instead
+//! (its topics created beforehand, e.g. by `integr8tor topics create`).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -438,9 +440,21 @@ fn main() {
     );
     let only = std::env::var("BENCH_KAFKA_ONLY").unwrap_or_default();
     if only == "latency" {
+        // BENCH_KAFKA_BROKERS=host:port measures another broker (topics created
+        // beforehand with `integr8tor topics create --brokers host:port`)
+        let external = std::env::var("BENCH_KAFKA_BROKERS").ok();
+        if let Some(brokers) = &external {
+            eprintln!("latency against {brokers}, not the embedded broker");
+        }
         for linger in [5, 0] {
             for rate in [1_000, 10_000] {
-                let (_broker, conn) = fresh_broker();
+                let (_broker, conn) = match &external {
+                    Some(brokers) => (None, Connection::new(brokers.as_str())),
+                    None => {
+                        let (broker, conn) = fresh_broker();
+                        (Some(broker), conn)
+                    }
+                };
                 let l = bench_latency(&conn, rate, linger, seconds);
                 println!(
                     "latency {rate}/s linger {linger}: p50 {} ms p99 {} ms max {} ms",

@@ -277,10 +277,10 @@ fn the_topics_command_creates_then_says_they_exist() {
         first.lines().collect::<Vec<_>>(),
         vec![
             "noise.params: created (4 partitions)",
-            "noise.mod: created (1 partitions)",
-            "noise.audio: created (1 partitions)",
-            "noise.events: created (1 partitions)",
-            "noise.state: created (1 partitions)",
+            "noise.mod: created (1 partition)",
+            "noise.audio: created (1 partition)",
+            "noise.events: created (1 partition)",
+            "noise.state: created (1 partition)",
         ]
     );
     let second = run();
