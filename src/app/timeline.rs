@@ -138,13 +138,17 @@ pub fn lane_buckets(
     )
 }
 
+/// The mod plots' cache (see `mods.rs`): session, view start and end,
+/// columns, and the series for that key.
+pub type ModCache = (usize, i64, i64, usize, Vec<Vec<[f64; 2]>>);
+
 /// Buckets computed for one view, reused while the view does not change.
 #[derive(Debug, Default)]
 pub struct Caches {
     key: Option<(usize, i64, i64, usize)>,
     lanes: Vec<Lane>,
-    /// The mod plots' cache (see `mods.rs`).
-    pub mods: Option<(usize, i64, i64, usize, Vec<Vec<[f64; 2]>>)>,
+    /// The mod plots' cache.
+    pub mods: Option<ModCache>,
 }
 
 fn session_key(s: &Arc<Session>) -> usize {

@@ -472,6 +472,8 @@ pub fn spawn_loader(
 /// Progress messages are sent at most this often.
 const PROGRESS_EVERY: Duration = Duration::from_millis(50);
 
+// one result per load, sent once over a channel: its size does not matter
+#[allow(clippy::result_large_err)]
 fn load_session(
     path: &Path,
     recover: bool,
@@ -537,7 +539,7 @@ pub fn spawn_scanner(
                     return;
                 }
             };
-            files.sort_by(|a, b| b.1.cmp(&a.1));
+            files.sort_by_key(|f| std::cmp::Reverse(f.1));
             for (path, modified_ms, bytes) in files {
                 let cached = known
                     .iter()

@@ -92,7 +92,11 @@ fn create_topics(args: CreateTopicsArgs) -> anyhow::Result<Outcome> {
             .map_or(0, |s| s.partitions);
         match outcome {
             TopicOutcome::Created => {
-                let noun = if wanted == 1 { "partition" } else { "partitions" };
+                let noun = if wanted == 1 {
+                    "partition"
+                } else {
+                    "partitions"
+                };
                 writeln!(out, "{topic}: created ({wanted} {noun})")?;
             }
             TopicOutcome::Existed {

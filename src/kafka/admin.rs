@@ -89,7 +89,7 @@ impl LastError {
     fn set(&self, reason: &str) {
         let reason = tidy_reason(reason);
         let mut reasons = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        if reasons.len() < 2 && !reasons.iter().any(|r| *r == reason) {
+        if reasons.len() < 2 && !reasons.contains(&reason) {
             reasons.push(reason);
         }
     }
@@ -179,7 +179,7 @@ pub fn create_topics(
         BusError::Client {
             action,
             brokers: brokers.to_owned(),
-            error: e,
+            error: Box::new(e),
             detail: Some(detail.unwrap_or_else(|| {
                 format!("no answer within {timeout:?} and no reason given by librdkafka")
             })),

@@ -61,8 +61,9 @@ pub enum BusError {
         action: &'static str,
         /// The bootstrap servers in use.
         brokers: String,
-        /// librdkafka's own error (its Display is a sentence, not a code).
-        error: rdkafka::error::KafkaError,
+        /// librdkafka's own error (its Display is a sentence, not a code),
+        /// boxed: it is large, and every `Result` of the bus carries this type.
+        error: Box<rdkafka::error::KafkaError>,
         /// What librdkafka logged about the cause, e.g. "Connection refused".
         detail: Option<String>,
     },
@@ -96,7 +97,7 @@ impl BusError {
         BusError::Client {
             action,
             brokers: brokers.to_owned(),
-            error,
+            error: Box::new(error),
             detail: None,
         }
     }

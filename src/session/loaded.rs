@@ -422,7 +422,6 @@ impl Session {
                 break;
             }
         }
-        drop(tick);
 
         let mut used = used.into_iter();
         let first = used.next().expect("the first part is always used");
