@@ -15,3 +15,72 @@ pub fn bytes(b: u64) -> String {
         format!("{v:.1} {}", UNITS[u])
     }
 }
+
+/// Unix ms as a wall-clock time in the machine's time zone, formatted with
+/// `chrono`'s `strftime` syntax.
+fn local(unix_ms: i64, format: &str) -> String {
+    in_zone(&chrono::Local, unix_ms, format)
+}
+
+fn in_zone<Tz: chrono::TimeZone>(zone: &Tz, unix_ms: i64, format: &str) -> String
+where
+    Tz::Offset: std::fmt::Display,
+{
+    match zone.timestamp_millis_opt(unix_ms).earliest() {
+        Some(t) => t.format(format).to_string(),
+        // beyond chrono's range (±262,000 years): say what it is
+        None => format!("{unix_ms} ms"),
+    }
+}
+
+const DATE_TIME: &str = "%Y-%m-%d %H:%M";
+const TIME_OF_DAY: &str = "%H:%M:%S%.3f";
+const FILE_STAMP: &str = "%Y-%m-%d-%H%M%S";
+
+/// `2026-11-25 19:51`: a date and time, local.
+pub fn date_time(unix_ms: i64) -> String {
+    local(unix_ms, DATE_TIME)
+}
+
+/// `19:51:03.321`: a time of day with milliseconds, local.
+pub fn time_of_day(unix_ms: i64) -> String {
+    local(unix_ms, TIME_OF_DAY)
+}
+
+/// `2026-11-25-195103`: a date and time for a file name, local.
+pub fn file_stamp(unix_ms: i64) -> String {
+    local(unix_ms, FILE_STAMP)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::{FixedOffset, Utc};
+
+    #[test]
+    fn sizes() {
+        assert_eq!(bytes(999), "999 B");
+        assert_eq!(bytes(1_500), "1.5 KB");
+        assert_eq!(bytes(404_000_000), "404.0 MB");
+    }
+
+    #[test]
+    fn wall_clock_times_follow_the_zone() {
+        let utc = |ms, f| in_zone(&Utc, ms, f);
+        assert_eq!(utc(0, DATE_TIME), "1970-01-01 00:00");
+        // 2024-02-29 23:59:59.999 UTC, a leap day
+        assert_eq!(utc(1_709_251_199_999, FILE_STAMP), "2024-02-29-235959");
+        assert_eq!(utc(1_709_251_200_000, FILE_STAMP), "2024-03-01-000000");
+        assert_eq!(utc(1_795_623_770_321, TIME_OF_DAY), "16:22:50.321");
+        assert_eq!(utc(-1000, FILE_STAMP), "1969-12-31-235959");
+        // the same instants an hour east and five and a half hours west
+        let cet = FixedOffset::east_opt(3600).unwrap();
+        assert_eq!(
+            in_zone(&cet, 1_709_251_199_999, FILE_STAMP),
+            "2024-03-01-005959"
+        );
+        let west = FixedOffset::west_opt(5 * 3600 + 1800).unwrap();
+        assert_eq!(in_zone(&west, 0, DATE_TIME), "1969-12-31 18:30");
+        assert_eq!(utc(i64::MAX, DATE_TIME), format!("{} ms", i64::MAX));
+    }
+}

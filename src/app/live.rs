@@ -322,14 +322,7 @@ fn events_ui(ui: &mut egui::Ui, model: &Model) {
                 ui.label(RichText::new("none yet").weak().small());
             }
             for e in model.events.iter().rev().take(60) {
-                let ms = e.ts_ms.rem_euclid(86_400_000);
-                let clock = format!(
-                    "{:02}:{:02}:{:02}.{:03}",
-                    ms / 3_600_000,
-                    (ms / 60_000) % 60,
-                    (ms / 1000) % 60,
-                    ms % 1000
-                );
+                let clock = crate::human::time_of_day(e.ts_ms);
                 ui.horizontal(|ui| {
                     ui.label(RichText::new(clock).monospace().small().weak());
                     ui.label(

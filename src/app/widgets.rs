@@ -46,27 +46,7 @@ pub fn fmt_count(n: u64) -> String {
     out
 }
 
-/// A local date and time for Unix ms, `YYYY-MM-DD HH:MM` (UTC; no time-zone database here).
-pub fn fmt_date(unix_ms: i64) -> String {
-    let secs = unix_ms.div_euclid(1000);
-    let days = secs.div_euclid(86_400);
-    let rem = secs.rem_euclid(86_400);
-    // civil-from-days (Howard Hinnant's algorithm)
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02} {:02}:{:02}",
-        rem / 3600,
-        (rem / 60) % 60
-    )
-}
+pub use crate::human::date_time as fmt_date;
 
 /// Blends two colours (t = 0: a, 1: b).
 pub fn lerp_color(a: Color32, b: Color32, t: f32) -> Color32 {
@@ -95,7 +75,5 @@ mod tests {
         assert_eq!(fmt_count(30_293), "30,293");
         assert_eq!(fmt_count(7), "7");
         assert_eq!(fmt_count(1_000_000), "1,000,000");
-        assert_eq!(fmt_date(0), "1970-01-01 00:00");
-        assert_eq!(fmt_date(1_790_000_810_111), "2026-09-21 14:26");
     }
 }

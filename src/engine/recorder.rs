@@ -219,10 +219,10 @@ impl Drop for Recorder {
     }
 }
 
-/// `DIR/session-YYYY-MM-DD-HHMMSS.msgpack` (UTC) for a start time, with a
+/// `DIR/session-YYYY-MM-DD-HHMMSS.msgpack` (local time) for a start time, with a
 /// `-2`, `-3`, ... suffix if that name is taken.
 pub fn new_session_path(dir: &Path, unix_ms: i64) -> PathBuf {
-    let stem = format!("session-{}", utc_stamp(unix_ms));
+    let stem = format!("session-{}", crate::human::file_stamp(unix_ms));
     let mut path = dir.join(format!("{stem}.msgpack"));
     let mut n = 2;
     while path.exists() {
@@ -230,34 +230,6 @@ pub fn new_session_path(dir: &Path, unix_ms: i64) -> PathBuf {
         n += 1;
     }
     path
-}
-
-/// `YYYY-MM-DD-HHMMSS` in UTC.
-pub fn utc_stamp(unix_ms: i64) -> String {
-    let secs = unix_ms.div_euclid(1000);
-    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    let (y, m, d) = civil_from_days(days);
-    format!(
-        "{y:04}-{m:02}-{d:02}-{:02}{:02}{:02}",
-        rem / 3600,
-        rem / 60 % 60,
-        rem % 60
-    )
-}
-
-/// Proleptic Gregorian date of a day count since 1970-01-01.
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    // shift to an era starting 0000-03-01 so leap days fall at the end
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
 }
 
 /// How often the recorder hands its buffer to the OS.
@@ -416,23 +388,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn stamps_are_utc_calendar_times() {
-        assert_eq!(utc_stamp(0), "1970-01-01-000000");
-        // 2024-02-29 23:59:59.999 UTC, a leap day
-        assert_eq!(utc_stamp(1_709_251_199_999), "2024-02-29-235959");
-        assert_eq!(utc_stamp(1_709_251_200_000), "2024-03-01-000000");
-        // 2026-11-25 16:22:50 UTC
-        assert_eq!(utc_stamp(1_795_623_770_000), "2026-11-25-162250");
-        assert_eq!(utc_stamp(-1000), "1969-12-31-235959");
-    }
-
-    #[test]
     fn a_taken_name_gets_a_suffix() {
         let dir = tempfile::tempdir().unwrap();
         let first = new_session_path(dir.path(), 0);
-        assert!(first.ends_with("session-1970-01-01-000000.msgpack"));
+        let stem = format!("session-{}", crate::human::file_stamp(0));
+        assert!(first.ends_with(format!("{stem}.msgpack")));
         std::fs::write(&first, b"").unwrap();
         let second = new_session_path(dir.path(), 0);
-        assert!(second.ends_with("session-1970-01-01-000000-2.msgpack"));
+        assert!(second.ends_with(format!("{stem}-2.msgpack")));
     }
 }
