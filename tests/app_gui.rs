@@ -468,3 +468,30 @@ fn applying_new_brokers_in_settings_reconnects_without_a_restart() {
     }
     assert_eq!(f.harness.state().settings().brokers, "kafka-1:9092");
 }
+
+#[test]
+fn a_folder_chosen_in_the_dialog_becomes_the_sessions_folder_on_apply() {
+    let mut f = Fake::new();
+    f.harness.get_by_label("Settings").click();
+    f.harness.run_steps(2);
+    // the button that opens the system dialog is there and named
+    f.harness.get_by_label("Choose sessions folder");
+    let chosen = PathBuf::from("/srv/gigs/sessions");
+    f.send(WorkerMsg::FolderChosen(chosen.clone()));
+    assert_eq!(
+        f.harness.get_by_label("Sessions folder").value().as_deref(),
+        Some("/srv/gigs/sessions"),
+        "the draft shows the chosen folder"
+    );
+    // nothing is saved before Apply
+    assert_ne!(f.harness.state().settings().sessions_dir, chosen);
+    f.take();
+    f.harness.get_by_label("Apply").click();
+    let cmds = f.take();
+    assert!(
+        cmds.iter()
+            .any(|c| matches!(c, Command::ScanSessions(dir) if *dir == chosen)),
+        "{cmds:?}"
+    );
+    assert_eq!(f.harness.state().settings().sessions_dir, chosen);
+}

@@ -29,9 +29,11 @@ pub fn browser_ui(
             .accessible_name("Open session")
             .clicked()
         {
-            if let Err(e) =
-                workers::spawn_file_dialog(Some(settings.sessions_dir.clone()), outbox.clone())
-            {
+            if let Err(e) = workers::spawn_dialog(
+                workers::Pick::SessionFile,
+                Some(settings.sessions_dir.clone()),
+                outbox.clone(),
+            ) {
                 outbox.send(workers::WorkerMsg::Notice(format!(
                     "cannot show the file dialog: {e}"
                 )));

@@ -288,6 +288,11 @@ impl IntegratorApp {
             };
             match &msg {
                 WorkerMsg::FileChosen(path) => self.open(path.clone(), false),
+                WorkerMsg::FolderChosen(path) => {
+                    // lands in the draft: Apply saves it and lists the folder
+                    self.ui.settings_draft.sessions_dir = path.clone();
+                    self.ui.tab = Tab::Settings;
+                }
                 WorkerMsg::Loaded(s) => {
                     self.settings.remember(s.path.clone());
                     self.ui.loop_on = false;
@@ -426,6 +431,7 @@ impl IntegratorApp {
                     ui,
                     &mut self.ui.settings_draft,
                     &mut self.settings,
+                    &self.outbox,
                     &mut self.pending,
                 ),
             }

@@ -369,7 +369,8 @@ impl Model {
                     .sort_by(|a, b| b.modified_ms.cmp(&a.modified_ms).then(a.path.cmp(&b.path)));
             }
             WorkerMsg::ScanDone => self.browser.scanning = false,
-            WorkerMsg::FileChosen(_) => {} // acted on by the window, which sends Open
+            // acted on by the window: it sends Open, or edits the settings draft
+            WorkerMsg::FileChosen(_) | WorkerMsg::FolderChosen(_) => {}
             WorkerMsg::Terminate => self.terminate = true,
         }
     }

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use super::workers::{BusSettings, Command, RecordSettings};
+use super::workers::{self, BusSettings, Command, Outbox, Pick, RecordSettings, WorkerMsg};
 use crate::kafka::StartFrom;
 
 /// Most recent files remembered.
@@ -99,6 +99,7 @@ pub fn settings_ui(
     ui: &mut egui::Ui,
     draft: &mut Settings,
     saved: &mut Settings,
+    outbox: &Outbox,
     commands: &mut Vec<Command>,
 ) {
     ui.heading("Bus");
@@ -149,14 +150,31 @@ pub fn settings_ui(
         .spacing([12.0, 8.0])
         .show(ui, |ui| {
             let l = ui.label("Sessions folder");
-            let mut dir = draft.sessions_dir.display().to_string();
-            if ui
-                .add(egui::TextEdit::singleline(&mut dir).desired_width(320.0))
-                .labelled_by(l.id)
-                .changed()
-            {
-                draft.sessions_dir = PathBuf::from(dir);
-            }
+            ui.horizontal(|ui| {
+                let mut dir = draft.sessions_dir.display().to_string();
+                if ui
+                    .add(egui::TextEdit::singleline(&mut dir).desired_width(320.0))
+                    .labelled_by(l.id)
+                    .changed()
+                {
+                    draft.sessions_dir = PathBuf::from(dir);
+                }
+                if ui
+                    .button("Choose…")
+                    .on_hover_text("Pick the sessions folder in a dialog")
+                    .accessible_name("Choose sessions folder")
+                    .clicked()
+                {
+                    let start = Some(draft.sessions_dir.clone());
+                    if let Err(e) =
+                        workers::spawn_dialog(Pick::SessionsFolder, start, outbox.clone())
+                    {
+                        outbox.send(WorkerMsg::Notice(format!(
+                            "cannot show the folder dialog: {e}"
+                        )));
+                    }
+                }
+            });
             ui.end_row();
 
             ui.label("Pin duration");

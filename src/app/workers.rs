@@ -420,6 +420,8 @@ pub enum WorkerMsg {
     ScanDone,
     /// The file dialog returned a file.
     FileChosen(PathBuf),
+    /// The performer chose a sessions folder in the folder dialog (Settings).
+    FolderChosen(PathBuf),
     /// SIGTERM or SIGINT: close the window (finalizing any recording).
     Terminate,
 }
@@ -634,23 +636,42 @@ pub fn summarize_file(path: &Path, bytes: u64, modified_ms: Option<i64>) -> Sess
     info
 }
 
-/// Shows the open-file dialog on its own thread (it blocks until the performer
-/// chooses) and reports the chosen file.
-pub fn spawn_file_dialog(
+/// What a system dialog asks the performer for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pick {
+    /// A session file to open ([`WorkerMsg::FileChosen`]).
+    SessionFile,
+    /// The folder sessions are recorded to and listed from ([`WorkerMsg::FolderChosen`]).
+    SessionsFolder,
+}
+
+/// Shows a system dialog on its own thread (it blocks until the performer
+/// chooses) and reports the choice; cancelling reports nothing.
+pub fn spawn_dialog(
+    pick: Pick,
     start_dir: Option<PathBuf>,
     outbox: Outbox,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
     std::thread::Builder::new()
         .name("file-dialog".to_owned())
         .spawn(move || {
-            let mut dialog = rfd::FileDialog::new()
-                .set_title("Open a session")
-                .add_filter("Integr8tor session", &["msgpack"]);
+            let mut dialog = rfd::FileDialog::new();
             if let Some(dir) = start_dir.filter(|d| d.is_dir()) {
                 dialog = dialog.set_directory(dir);
             }
-            if let Some(path) = dialog.pick_file() {
-                outbox.send(WorkerMsg::FileChosen(path));
+            let chosen = match pick {
+                Pick::SessionFile => dialog
+                    .set_title("Open a session")
+                    .add_filter("Integr8tor session", &["msgpack"])
+                    .pick_file()
+                    .map(WorkerMsg::FileChosen),
+                Pick::SessionsFolder => dialog
+                    .set_title("Sessions folder")
+                    .pick_folder()
+                    .map(WorkerMsg::FolderChosen),
+            };
+            if let Some(msg) = chosen {
+                outbox.send(msg);
             }
         })
 }
