@@ -663,3 +663,46 @@ fn a_chosen_port_is_served_and_refused_when_taken() {
         "{err}"
     );
 }
+
+#[test]
+fn batches_stay_under_their_byte_budget_and_lose_nothing() {
+    use integr8tor::kafka::SubscriberEvent;
+    let (_broker, conn) = broker();
+    let publisher = bulk_publisher(&conn, "test.budget", "s");
+    for i in 0..300 {
+        publisher.publish(Draft::param(Actor::User, format!("p{}", i % 5), 0.5));
+    }
+    publisher.flush(Duration::from_secs(10)).unwrap();
+    let budget = 1_000;
+    let sub = Subscriber::start(
+        &conn,
+        SubscriberConfig {
+            max_batch_bytes: budget,
+            ..SubscriberConfig::new(unique_group("budget"), &[Topic::Params])
+                .start_from(StartFrom::Earliest)
+        },
+    )
+    .unwrap();
+    let mut seqs = Vec::new();
+    let mut batches = 0;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while seqs.len() < 300 && Instant::now() < deadline {
+        if let Ok(SubscriberEvent::Messages(batch)) =
+            sub.events().recv_timeout(Duration::from_millis(100))
+        {
+            batches += 1;
+            let bytes: usize = batch.iter().map(|m| m.payload().len()).sum();
+            assert!(bytes <= budget, "a batch of {bytes} bytes");
+            for m in &batch {
+                // every payload is its own, whole envelope
+                let e = Envelope::decode(Topic::Params, m.payload()).unwrap();
+                assert_eq!(m.param(), e.param());
+                seqs.push(e.seq);
+            }
+        }
+    }
+    seqs.sort_unstable();
+    assert_eq!(seqs, (1..=300).collect::<Vec<_>>());
+    // one backlog of about 33 KB, so without the budget a few batches would do
+    assert!(batches >= 30, "{batches} batches");
+}

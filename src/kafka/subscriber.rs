@@ -71,6 +71,9 @@ pub const FETCH_QUEUE_BACKOFF_MS: u32 = 1;
 /// clock reads, and messages polled in one burst arrived together anyway.
 const STAMP_EVERY: u32 = 64;
 
+/// Default for [`SubscriberConfig::max_batch_bytes`].
+pub const DEFAULT_MAX_BATCH_BYTES: usize = 16 << 20;
+
 /// Where a group with no committed offset starts reading.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum StartFrom {
@@ -96,6 +99,10 @@ pub struct SubscriberConfig {
     pub channel_capacity: usize,
     /// Most messages per [`SubscriberEvent::Messages`] batch.
     pub max_batch: usize,
+    /// A batch is handed over before its payloads would pass this many bytes
+    /// (a larger payload makes a batch of its own). Bounds the memory one
+    /// held `Received` keeps alive; at most 4 GiB.
+    pub max_batch_bytes: usize,
     /// `fetch.wait.max.ms`; `None`: [`EMBEDDED_FETCH_WAIT_MS`] on the embedded
     /// broker, [`DEFAULT_FETCH_WAIT_MS`] elsewhere. A `-X` option still wins.
     pub fetch_wait_max_ms: Option<u32>,
@@ -113,6 +120,7 @@ impl SubscriberConfig {
             dedup_window: DEFAULT_WINDOW,
             channel_capacity: 1024,
             max_batch: 1024,
+            max_batch_bytes: DEFAULT_MAX_BATCH_BYTES,
             fetch_wait_max_ms: None,
             thread_name: "kafka-subscriber".to_owned(),
         }
@@ -132,7 +140,8 @@ impl SubscriberConfig {
 /// reads every field in place without allocating, [`Received::envelope`]
 /// makes an owned copy. The payloads of one batch share one buffer, so the
 /// subscriber allocates per batch, not per message; holding on to one
-/// `Received` keeps its batch's bytes (at most `max_batch` payloads) alive.
+/// `Received` keeps its batch's bytes alive (at most `max_batch` payloads
+/// and `max_batch_bytes`, 16 MiB by default).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Received {
     /// Its topic.
@@ -445,6 +454,7 @@ impl Subscriber {
             counters: Arc::clone(&counters),
             dedup: DedupWindow::new(config.dedup_window),
             max_batch: config.max_batch.max(1),
+            max_batch_bytes: config.max_batch_bytes.min(u32::MAX as usize),
             batch: Vec::new(),
             bytes: Vec::new(),
             no_bytes: Arc::new(Vec::new()),
@@ -527,6 +537,7 @@ struct Worker {
     counters: Arc<Counters>,
     dedup: DedupWindow,
     max_batch: usize,
+    max_batch_bytes: usize,
     /// Messages decoded since the last hand-over; their `bytes` is
     /// `no_bytes` until [`Worker::flush_batch`] shares out `bytes`.
     batch: Vec<Received>,
@@ -623,6 +634,11 @@ impl Worker {
                 return;
             }
         };
+        if !self.bytes.is_empty() && self.bytes.len() + payload.len() > self.max_batch_bytes {
+            // keeps a batch's memory bounded and its u32 offsets valid; before
+            // this message's offset is noted, so it is not committed unseen
+            self.flush_batch(consumer);
+        }
         self.note_offset(topic, partition, offset);
         if !self
             .dedup
