@@ -14,7 +14,7 @@ use egui_kittest::Harness;
 use integr8tor::app::workers::{
     self, LoadedSession, Outbox, PlayState, PlaybackStatus, RecordingStats,
 };
-use integr8tor::app::{Command, IntegratorApp, Settings, TransportCmd, WorkerMsg};
+use integr8tor::app::{Command, IntegratorApp, PlayerCommand, Settings, WorkerMsg};
 use integr8tor::session::Session;
 
 fn fixture(name: &str) -> PathBuf {
@@ -80,7 +80,7 @@ fn transport_controls_send_the_right_commands_and_all_are_named() {
     f.harness.check_accessibility();
 
     f.harness.get_by_label("Play").click();
-    assert_eq!(f.take(), [Command::Transport(TransportCmd::Play)]);
+    assert_eq!(f.take(), [Command::Transport(PlayerCommand::Play)]);
 
     // once the player says it plays, the same button pauses
     f.send(WorkerMsg::Playback(PlaybackStatus {
@@ -91,17 +91,17 @@ fn transport_controls_send_the_right_commands_and_all_are_named() {
     }));
     assert!(f.harness.query_by_label("Play").is_none());
     f.harness.get_by_label("Pause").click();
-    assert_eq!(f.take(), [Command::Transport(TransportCmd::Pause)]);
+    assert_eq!(f.take(), [Command::Transport(PlayerCommand::Pause)]);
 
     f.harness.get_by_label("Stop").click();
-    assert_eq!(f.take(), [Command::Transport(TransportCmd::Stop)]);
+    assert_eq!(f.take(), [Command::Transport(PlayerCommand::Stop)]);
     f.harness.get_by_label("Step forward").click();
     f.harness.get_by_label("Step back").click();
     assert_eq!(
         f.take(),
         [
-            Command::Transport(TransportCmd::StepForward),
-            Command::Transport(TransportCmd::StepBack)
+            Command::Transport(PlayerCommand::StepForward),
+            Command::Transport(PlayerCommand::StepBack)
         ]
     );
     f.harness.get_by_label("Go to start").click();
@@ -109,8 +109,8 @@ fn transport_controls_send_the_right_commands_and_all_are_named() {
     assert_eq!(
         f.take(),
         [
-            Command::Transport(TransportCmd::Seek(first)),
-            Command::Transport(TransportCmd::Seek(last))
+            Command::Transport(PlayerCommand::Seek(first)),
+            Command::Transport(PlayerCommand::Seek(last))
         ]
     );
 
@@ -118,26 +118,26 @@ fn transport_controls_send_the_right_commands_and_all_are_named() {
         .get_by_role_and_label(Role::Slider, "Speed")
         .set_value_accesskit(2.5);
     let cmds = f.take();
-    assert_eq!(cmds, [Command::Transport(TransportCmd::SetSpeed(2.5))]);
+    assert_eq!(cmds, [Command::Transport(PlayerCommand::SetSpeed(2.5))]);
 
     // loop over the whole session, then A at the playhead, then off
     f.harness.get_by_label("Loop").click();
     assert_eq!(
         f.take(),
-        [Command::Transport(TransportCmd::SetLoop(Some((
+        [Command::Transport(PlayerCommand::SetLoop(Some((
             first, last
         ))))]
     );
     f.harness.get_by_label("Set loop start A").click();
     assert_eq!(
         f.take(),
-        [Command::Transport(TransportCmd::SetLoop(Some((
+        [Command::Transport(PlayerCommand::SetLoop(Some((
             first + 10_000,
             last
         ))))]
     );
     f.harness.get_by_label("Loop").click();
-    assert_eq!(f.take(), [Command::Transport(TransportCmd::SetLoop(None))]);
+    assert_eq!(f.take(), [Command::Transport(PlayerCommand::SetLoop(None))]);
 
     // recording: start, then (once started) stop
     f.harness.get_by_label("Record").click();
@@ -165,7 +165,7 @@ fn transport_controls_send_the_right_commands_and_all_are_named() {
     f.harness.get_by_label("Mute gen.2").click();
     assert_eq!(
         f.take(),
-        [Command::Transport(TransportCmd::SetMuted {
+        [Command::Transport(PlayerCommand::SetMuted {
             group: "gen.2.*".into(),
             muted: true
         })]
@@ -176,7 +176,7 @@ fn transport_controls_send_the_right_commands_and_all_are_named() {
     f.harness.get_by_label("Solo master").click();
     assert_eq!(
         f.take(),
-        [Command::Transport(TransportCmd::SetSolo(Some(
+        [Command::Transport(PlayerCommand::SetSolo(Some(
             "master.*".into()
         )))]
     );
@@ -194,7 +194,7 @@ fn keyboard_shortcuts_work() {
     };
     assert_eq!(
         press(&mut f, egui::Key::Space),
-        [Command::Transport(TransportCmd::Play)]
+        [Command::Transport(PlayerCommand::Play)]
     );
     assert!(matches!(
         press(&mut f, egui::Key::R).as_slice(),
@@ -202,36 +202,36 @@ fn keyboard_shortcuts_work() {
     ));
     assert_eq!(
         press(&mut f, egui::Key::ArrowLeft),
-        [Command::Transport(TransportCmd::StepBack)]
+        [Command::Transport(PlayerCommand::StepBack)]
     );
     assert_eq!(
         press(&mut f, egui::Key::ArrowRight),
-        [Command::Transport(TransportCmd::StepForward)]
+        [Command::Transport(PlayerCommand::StepForward)]
     );
     assert_eq!(
         press(&mut f, egui::Key::Home),
-        [Command::Transport(TransportCmd::Seek(first))]
+        [Command::Transport(PlayerCommand::Seek(first))]
     );
     assert_eq!(
         press(&mut f, egui::Key::End),
-        [Command::Transport(TransportCmd::Seek(last))]
+        [Command::Transport(PlayerCommand::Seek(last))]
     );
     assert_eq!(
         press(&mut f, egui::Key::L),
-        [Command::Transport(TransportCmd::SetLoop(Some((
+        [Command::Transport(PlayerCommand::SetLoop(Some((
             first, last
         ))))]
     );
     assert_eq!(
         press(&mut f, egui::Key::L),
-        [Command::Transport(TransportCmd::SetLoop(None))]
+        [Command::Transport(PlayerCommand::SetLoop(None))]
     );
     // a clicked (focused) button does not swallow the shortcuts, nor fire twice
     f.harness.get_by_label("Stop").click();
-    assert_eq!(f.take(), [Command::Transport(TransportCmd::Stop)]);
+    assert_eq!(f.take(), [Command::Transport(PlayerCommand::Stop)]);
     assert_eq!(
         press(&mut f, egui::Key::Space),
-        [Command::Transport(TransportCmd::Play)]
+        [Command::Transport(PlayerCommand::Play)]
     );
     // Space pauses while playing
     f.send(WorkerMsg::Playback(PlaybackStatus {
@@ -242,7 +242,7 @@ fn keyboard_shortcuts_work() {
     }));
     assert_eq!(
         press(&mut f, egui::Key::Space),
-        [Command::Transport(TransportCmd::Pause)]
+        [Command::Transport(PlayerCommand::Pause)]
     );
 }
 

@@ -17,7 +17,7 @@ use crossbeam_channel::{Receiver, Select, Sender};
 
 use super::workers::{
     self, BusCounters, BusSettings, Command, LatenessView, LinkState, LiveMsg, LoadedSession,
-    Outbox, PlayState, PlaybackStatus, RecordSettings, RecordingStats, TransportCmd, WorkerMsg,
+    Outbox, PlayState, PlaybackStatus, RecordSettings, RecordingStats, WorkerMsg,
 };
 use crate::clock::{MonotonicClock, SharedClock};
 use crate::engine::{
@@ -547,7 +547,7 @@ impl Ctl {
         }
     }
 
-    fn transport(&mut self, t: TransportCmd) {
+    fn transport(&mut self, t: PlayerCommand) {
         let Some(p) = &self.player else {
             let text = if self.loading.is_some() {
                 "still loading the session"
@@ -557,18 +557,7 @@ impl Ctl {
             self.notice_limited("transport", text.to_owned());
             return;
         };
-        p.send(match t {
-            TransportCmd::Play => PlayerCommand::Play,
-            TransportCmd::Pause => PlayerCommand::Pause,
-            TransportCmd::Stop => PlayerCommand::Stop,
-            TransportCmd::SetSpeed(s) => PlayerCommand::SetSpeed(s),
-            TransportCmd::Seek(t) => PlayerCommand::Seek(t),
-            TransportCmd::SetLoop(l) => PlayerCommand::SetLoop(l),
-            TransportCmd::StepForward => PlayerCommand::StepForward,
-            TransportCmd::StepBack => PlayerCommand::StepBack,
-            TransportCmd::SetMuted { group, muted } => PlayerCommand::SetMuted { group, muted },
-            TransportCmd::SetSolo(g) => PlayerCommand::SetSolo(g),
-        });
+        p.send(t);
     }
 
     fn touch(&mut self, path: String, value: f64) {

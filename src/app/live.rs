@@ -6,7 +6,7 @@ use egui::{accesskit, Align2, Color32, FontId, Rect, RichText, Sense, Stroke, St
 
 use super::model::{group_pattern, Model, METER_STALE_S};
 use super::widgets::{lerp_color, OK_GREEN, PIN, PLAYHEAD, REC_RED, WARN};
-use super::workers::{Command, TransportCmd};
+use super::workers::{Command, PlayerCommand};
 use super::UiState;
 
 /// Colour of a value's bar by who set it last.
@@ -86,7 +86,7 @@ fn params_ui(
                         .clicked()
                     {
                         st.solo = if soloed { None } else { Some(group.clone()) };
-                        cmds.push(Command::Transport(TransportCmd::SetSolo(
+                        cmds.push(Command::Transport(PlayerCommand::SetSolo(
                             st.solo.as_deref().map(group_pattern),
                         )));
                     }
@@ -104,7 +104,7 @@ fn params_ui(
                         } else {
                             st.muted.insert(group.clone());
                         }
-                        cmds.push(Command::Transport(TransportCmd::SetMuted {
+                        cmds.push(Command::Transport(PlayerCommand::SetMuted {
                             group: group_pattern(&group),
                             muted: !muted,
                         }));

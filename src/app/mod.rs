@@ -29,7 +29,7 @@ use crossbeam_channel::{Receiver, Sender};
 pub use control::{Control, ControlConfig};
 pub use model::Model;
 pub use settings::Settings;
-pub use workers::{Command, TransportCmd, WorkerMsg};
+pub use workers::{Command, PlayerCommand, WorkerMsg};
 
 use workers::Outbox;
 

@@ -14,7 +14,7 @@ use egui::{accesskit, Align2, Color32, FontId, Mesh, Pos2, Rect, RichText, Sense
 
 use super::model::{group_of, Model};
 use super::widgets::{fmt_clock, PIN, PLAYHEAD};
-use super::workers::{Command, TransportCmd};
+use super::workers::{Command, PlayerCommand};
 use super::UiState;
 use crate::session::Session;
 
@@ -320,14 +320,14 @@ pub fn scrub_ui(ui: &mut egui::Ui, model: &Model, st: &mut UiState, cmds: &mut V
             let last = st.scrub.and_then(|(_, at)| at);
             let due = last.is_none_or(|at| now.duration_since(at) >= SEEK_EVERY);
             if due {
-                cmds.push(Command::Transport(TransportCmd::Seek(t)));
+                cmds.push(Command::Transport(PlayerCommand::Seek(t)));
             }
             st.scrub = Some((t, if due { Some(now) } else { last }));
         }
     }
     if resp.drag_stopped() || resp.clicked() {
         if let Some((t, _)) = st.scrub.take() {
-            cmds.push(Command::Transport(TransportCmd::Seek(t)));
+            cmds.push(Command::Transport(PlayerCommand::Seek(t)));
         }
     }
     let by_reader = ui.input(|i| {
@@ -340,7 +340,7 @@ pub fn scrub_ui(ui: &mut egui::Ui, model: &Model, st: &mut UiState, cmds: &mut V
     });
     if let Some(secs) = by_reader {
         let t = (t0 + (secs * 1000.0) as i64).clamp(t0, t1);
-        cmds.push(Command::Transport(TransportCmd::Seek(t)));
+        cmds.push(Command::Transport(PlayerCommand::Seek(t)));
     }
     if resp.hovered() {
         if let Some(p) = resp.hover_pos() {
@@ -539,7 +539,7 @@ pub fn timeline_ui(ui: &mut egui::Ui, model: &Model, st: &mut UiState, cmds: &mu
     if resp.clicked() {
         if let Some(p) = resp.interact_pointer_pos() {
             if p.x >= lanes_rect.left() {
-                cmds.push(Command::Transport(TransportCmd::Seek(t_of(
+                cmds.push(Command::Transport(PlayerCommand::Seek(t_of(
                     lanes_rect, t0, t1, p.x,
                 ))));
             }

@@ -6,7 +6,7 @@ use egui::{Button, Key, Modifiers, RichText};
 use super::model::{Model, RecorderView};
 use super::settings::Settings;
 use super::widgets::{fmt_bytes, fmt_clock, fmt_count, PLAYHEAD, REC_RED};
-use super::workers::{Command, PlayState, TransportCmd};
+use super::workers::{Command, PlayState, PlayerCommand};
 use super::UiState;
 use crate::engine::player::SPEED_RANGE;
 
@@ -52,9 +52,9 @@ fn toggle_record(model: &Model, settings: &Settings, cmds: &mut Vec<Command>) {
 fn play_pause(model: &Model, cmds: &mut Vec<Command>) {
     cmds.push(Command::Transport(
         if model.playback.state == PlayState::Playing {
-            TransportCmd::Pause
+            PlayerCommand::Pause
         } else {
-            TransportCmd::Play
+            PlayerCommand::Play
         },
     ));
 }
@@ -73,7 +73,7 @@ fn set_loop(model: &Model, st: &mut UiState, on: bool, cmds: &mut Vec<Command>) 
     if on && range.is_none() {
         st.loop_on = false;
     }
-    cmds.push(Command::Transport(TransportCmd::SetLoop(range)));
+    cmds.push(Command::Transport(PlayerCommand::SetLoop(range)));
 }
 
 /// Space play/pause, R record, Left/Right step, Home/End, L loop. Keys are
@@ -97,17 +97,17 @@ pub fn shortcuts(
         toggle_record(model, settings, cmds);
     }
     if pressed(Key::ArrowLeft) {
-        cmds.push(Command::Transport(TransportCmd::StepBack));
+        cmds.push(Command::Transport(PlayerCommand::StepBack));
     }
     if pressed(Key::ArrowRight) {
-        cmds.push(Command::Transport(TransportCmd::StepForward));
+        cmds.push(Command::Transport(PlayerCommand::StepForward));
     }
     if let Some(s) = &model.session {
         if pressed(Key::Home) {
-            cmds.push(Command::Transport(TransportCmd::Seek(s.range.0)));
+            cmds.push(Command::Transport(PlayerCommand::Seek(s.range.0)));
         }
         if pressed(Key::End) {
-            cmds.push(Command::Transport(TransportCmd::Seek(s.range.1)));
+            cmds.push(Command::Transport(PlayerCommand::Seek(s.range.1)));
         }
     }
     if pressed(Key::L) {
@@ -198,7 +198,7 @@ pub fn transport_ui(
                 .clicked()
             {
                 if let Some(r) = sess_range {
-                    cmds.push(Command::Transport(TransportCmd::Seek(r.0)));
+                    cmds.push(Command::Transport(PlayerCommand::Seek(r.0)));
                 }
             }
             if ui
@@ -207,7 +207,7 @@ pub fn transport_ui(
                 .accessible_name(names::STEP_BACK)
                 .clicked()
             {
-                cmds.push(Command::Transport(TransportCmd::StepBack));
+                cmds.push(Command::Transport(PlayerCommand::StepBack));
             }
             let playing = model.playback.state == PlayState::Playing;
             let (text, name) = if playing {
@@ -233,7 +233,7 @@ pub fn transport_ui(
                 .accessible_name(names::STOP)
                 .clicked()
             {
-                cmds.push(Command::Transport(TransportCmd::Stop));
+                cmds.push(Command::Transport(PlayerCommand::Stop));
             }
             if ui
                 .add(Button::new(big("⏩")).min_size([30.0, 30.0].into()))
@@ -241,7 +241,7 @@ pub fn transport_ui(
                 .accessible_name(names::STEP_FORWARD)
                 .clicked()
             {
-                cmds.push(Command::Transport(TransportCmd::StepForward));
+                cmds.push(Command::Transport(PlayerCommand::StepForward));
             }
             if ui
                 .add(Button::new(big("⏭")).min_size([30.0, 30.0].into()))
@@ -250,7 +250,7 @@ pub fn transport_ui(
                 .clicked()
             {
                 if let Some(r) = sess_range {
-                    cmds.push(Command::Transport(TransportCmd::Seek(r.1)));
+                    cmds.push(Command::Transport(PlayerCommand::Seek(r.1)));
                 }
             }
             ui.separator();
@@ -263,13 +263,13 @@ pub fn transport_ui(
                 .suffix("×");
             let r = ui.add(slider).accessible_name(names::SPEED);
             if r.changed() {
-                cmds.push(Command::Transport(TransportCmd::SetSpeed(st.speed)));
+                cmds.push(Command::Transport(PlayerCommand::SetSpeed(st.speed)));
             } else if !r.dragged() && !r.has_focus() && model.playback.speed > 0.0 {
                 st.speed = model.playback.speed;
             }
             if r.double_clicked() {
                 st.speed = 1.0;
-                cmds.push(Command::Transport(TransportCmd::SetSpeed(1.0)));
+                cmds.push(Command::Transport(PlayerCommand::SetSpeed(1.0)));
             }
             ui.separator();
 

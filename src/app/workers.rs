@@ -14,6 +14,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use crossbeam_channel::Sender;
 
+pub use crate::engine::PlayerCommand;
 use crate::kafka::StartFrom;
 use crate::session::{
     LoadError, LoadProgress, ReadError, ReadOptions, ReadReport, Reader, RecordRef, Session,
@@ -59,36 +60,6 @@ pub struct RecordSettings {
     pub snapshot_interval_ms: i64,
 }
 
-/// The player's transport commands, as the window issues them.
-#[derive(Debug, Clone, PartialEq)]
-pub enum TransportCmd {
-    /// Start or resume playback.
-    Play,
-    /// Hold at the current position.
-    Pause,
-    /// Stop and go back to the start.
-    Stop,
-    /// Playback speed factor (0.1..=8).
-    SetSpeed(f64),
-    /// Jump to a session instant (`ts_ms`); the state there is republished.
-    Seek(i64),
-    /// Loop between two session instants, or not at all.
-    SetLoop(Option<(i64, i64)>),
-    /// One event forward.
-    StepForward,
-    /// One event back.
-    StepBack,
-    /// Mute or unmute a group of paths (pattern like `gen.2.*`).
-    SetMuted {
-        /// Path pattern.
-        group: String,
-        /// Muted or not.
-        muted: bool,
-    },
-    /// Play only this group (pattern), or every group again.
-    SetSolo(Option<String>),
-}
-
 /// What the window asks the control thread to do.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Command {
@@ -107,8 +78,9 @@ pub enum Command {
     },
     /// Cancel a load in progress.
     CancelLoad,
-    /// A transport command for the player of the loaded session.
-    Transport(TransportCmd),
+    /// A command for the player of the loaded session: transport, mute and
+    /// solo (a touch goes as [`Command::Touch`], which also publishes the value).
+    Transport(PlayerCommand),
     /// The performer moved a value: pin it (during playback) and publish it with actor `user`.
     Touch {
         /// Parameter path.
