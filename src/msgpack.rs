@@ -105,7 +105,6 @@ impl fmt::Display for Kind {
 }
 
 /// The kind a marker byte announces.
-#[inline]
 pub fn kind_of(marker: u8) -> Kind {
     match marker {
         0x00..=0x7f | 0xe0..=0xff | 0xcc..=0xd3 => Kind::Int,
