@@ -11,6 +11,7 @@ pub mod app;
 pub mod clock;
 pub mod engine;
 pub mod envelope;
+pub mod export;
 pub mod human;
 pub mod kafka;
 pub mod msgpack;

@@ -40,6 +40,11 @@ enum Command {
     Play(cli::engine::PlayArgs),
     /// Run a simulated Noise Engine on the bus.
     Demo(cli::engine::DemoArgs),
+    // -- export commands (src/cli/export.rs) --
+    /// Export a session to CSV, SQLite, MCAP (Foxglove) or JSON Lines.
+    Export(cli::export::ExportArgs),
+    /// Import an SQLite recording into a session file.
+    Import(cli::export::ImportArgs),
     // -- bus commands (src/cli/bus.rs) --
     /// Manage the noise.* Kafka topics.
     Topics(cli::bus::TopicsArgs),
@@ -57,6 +62,8 @@ fn main() -> ExitCode {
         Some(Command::Record(a)) => cli::engine::record(a),
         Some(Command::Play(a)) => cli::engine::play(a),
         Some(Command::Demo(a)) => cli::engine::demo(a),
+        Some(Command::Export(a)) => cli::export::export(a),
+        Some(Command::Import(a)) => cli::export::import(a),
         // -- bus commands dispatch --
         Some(Command::Topics(a)) => cli::bus::topics(a),
         Some(Command::Broker(a)) => cli::bus::broker(a),

@@ -155,8 +155,10 @@ pub fn browser_ui(
                     .color(WARN),
                 );
             }
+            super::export::export_button(ui, &s.path, &mut st.export);
         });
     }
+    super::export::progress_ui(ui, &mut st.export);
     ui.separator();
 
     egui::ScrollArea::vertical()
@@ -233,6 +235,7 @@ pub fn browser_ui(
                                     recover: false,
                                 });
                             }
+                            super::export::export_button(ui, &f.path, &mut st.export);
                             if let Some(p) = &f.problem {
                                 ui.label(RichText::new(format!("⚠ {p}")).color(WARN).small());
                             }

@@ -8,6 +8,7 @@
 //! itself never touches Kafka or a file.
 
 pub mod control;
+pub mod export;
 pub mod model;
 pub mod settings;
 pub mod workers;
@@ -151,6 +152,8 @@ pub struct UiState {
     pub caches: timeline::Caches,
     /// The pin duration in force (for the countdown bar).
     pub pin_ms: i64,
+    /// The Sessions view's export job.
+    pub export: export::ExportPanel,
 }
 
 /// The app: model, channels, settings, and the panels that draw them.

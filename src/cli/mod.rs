@@ -3,6 +3,7 @@
 
 pub mod bus;
 pub mod engine;
+pub mod export;
 #[cfg(feature = "gui")]
 pub mod gui;
 pub mod session;

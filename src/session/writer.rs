@@ -87,6 +87,7 @@ pub struct SessionWriter<W: Write = File> {
     state: State,
     last_snapshot_ts: Option<i64>,
     snapshot_interval_ms: i64,
+    automatic_snapshots: bool,
     last_flush: Instant,
     stats: WriterStats,
 }
@@ -132,6 +133,7 @@ impl<W: Write> SessionWriter<W> {
             state: State::default(),
             last_snapshot_ts: None,
             snapshot_interval_ms: SNAPSHOT_INTERVAL_MS,
+            automatic_snapshots: true,
             last_flush: Instant::now(),
             stats: WriterStats::default(),
         }
@@ -141,6 +143,38 @@ impl<W: Write> SessionWriter<W> {
     pub fn with_snapshot_interval(mut self, ms: i64) -> Self {
         self.snapshot_interval_ms = ms.max(1);
         self
+    }
+
+    /// Writes no snapshot by itself: the caller appends them with
+    /// [`SessionWriter::append_snapshot_state`] (an import whose source has
+    /// its own snapshots).
+    pub fn without_automatic_snapshots(mut self) -> Self {
+        self.automatic_snapshots = false;
+        self
+    }
+
+    /// Appends a snapshot record holding exactly `state` at `ts_ms`.
+    pub fn append_snapshot_state(
+        &mut self,
+        ts_ms: i64,
+        state: &[(String, f64)],
+    ) -> Result<(), WriteError> {
+        let before = self.buf.len();
+        w::map_len(&mut self.buf, 3);
+        w::str(&mut self.buf, "type");
+        w::str(&mut self.buf, "snapshot");
+        w::str(&mut self.buf, "ts_ms");
+        w::int(&mut self.buf, ts_ms);
+        w::str(&mut self.buf, "state");
+        w::map_len(&mut self.buf, state.len());
+        for (path, value) in state {
+            w::str(&mut self.buf, path);
+            w::f64(&mut self.buf, *value);
+        }
+        self.last_snapshot_ts = Some(ts_ms);
+        self.stats.snapshots += 1;
+        self.stats.bytes += (self.buf.len() - before) as u64;
+        self.flush_if_due(Instant::now())
     }
 
     /// What has been written so far.
@@ -229,7 +263,7 @@ impl<W: Write> SessionWriter<W> {
             None => true,
             Some(last) => ts_ms.saturating_sub(last) > self.snapshot_interval_ms,
         };
-        if due {
+        if due && self.automatic_snapshots {
             self.append_snapshot(ts_ms);
         }
         self.flush_if_due(Instant::now())

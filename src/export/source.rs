@@ -1,0 +1,260 @@
+//! The session iteration every export shares: the file streamed in file
+//! order, records filtered by time and topic, envelopes decoded in place,
+//! progress and cancel checked every few thousand records, and a truncated
+//! tail turned into an error (an export is all of a file or nothing).
+
+use std::borrow::Cow;
+use std::path::Path;
+
+use super::{json, Control, ExportError, ExportOptions, Progress, PROGRESS_EVERY};
+use crate::envelope::{BodyView, EnvelopeView, Topic};
+use crate::msgpack::Cursor;
+use crate::session::reader::EventFields;
+use crate::session::{ReadOptions, Reader, RecordRef};
+
+/// One record handed to a format writer.
+pub(crate) enum Item<'a> {
+    /// An event record.
+    Event(Event<'a>),
+    /// A snapshot record.
+    Snapshot {
+        /// Where the record starts in the file.
+        offset: u64,
+        /// Its instant.
+        ts_ms: i64,
+        /// The `state` map, raw MessagePack.
+        state: &'a [u8],
+        /// The whole record, raw.
+        raw: &'a [u8],
+    },
+}
+
+/// An event record with its envelope decoded in place.
+pub(crate) struct Event<'a> {
+    /// Where the record starts in the file.
+    pub offset: u64,
+    /// The topic name as stored.
+    pub topic: Cow<'a, str>,
+    /// The envelope's core fields.
+    pub fields: EventFields<'a>,
+    /// The full envelope, for the five topics (`None` for other topics).
+    pub view: Option<EnvelopeView<'a>>,
+    /// The envelope map, raw.
+    pub data: &'a [u8],
+    /// The whole record, raw.
+    pub raw: &'a [u8],
+}
+
+impl<'a> Event<'a> {
+    /// The topic, if it is one of the five.
+    pub fn known_topic(&self) -> Option<Topic> {
+        self.view.as_ref().map(EnvelopeView::topic)
+    }
+
+    /// The actor's name (empty when absent).
+    pub fn actor(&self) -> Cow<'a, str> {
+        match self.view.as_ref().and_then(|v| v.actor) {
+            Some(a) => String::from_utf8_lossy(a),
+            None => Cow::Borrowed(""),
+        }
+    }
+
+    /// `producer_id` as text.
+    pub fn producer_id(&self) -> Cow<'a, str> {
+        String::from_utf8_lossy(self.fields.producer_id)
+    }
+
+    /// The name the event is filed under: path, event type or state key.
+    pub fn name(&self) -> Cow<'a, str> {
+        match self.fields.name {
+            Some(n) => String::from_utf8_lossy(n),
+            None => Cow::Borrowed(""),
+        }
+    }
+
+    /// Appends, as a JSON object, the envelope's fields that have no column
+    /// of their own in CSV and SQLite: an event's own data, `source_type` of
+    /// a mod value, `rms` of a level, a state's `state`, and any field the
+    /// topic does not define. Returns false (and writes nothing) when there
+    /// are none.
+    pub fn own_fields_json(&self, out: &mut Vec<u8>) -> bool {
+        let Some(view) = &self.view else {
+            return false;
+        };
+        let start = out.len();
+        out.push(b'{');
+        let mut first = true;
+        let mut field = |out: &mut Vec<u8>, key: &[u8]| {
+            if !first {
+                out.push(b',');
+            }
+            first = false;
+            json::write_str(out, &String::from_utf8_lossy(key));
+            out.push(b':');
+        };
+        match view.body {
+            BodyView::Mod {
+                source_type: Some(s),
+                ..
+            } => {
+                field(out, b"source_type");
+                json::write_str(out, s);
+            }
+            BodyView::Audio {
+                rms, has_rms: true, ..
+            } => {
+                field(out, b"rms");
+                match rms {
+                    Some(r) => json::write_f64(out, r),
+                    None => out.extend_from_slice(b"null"),
+                }
+            }
+            BodyView::State { state, .. } => {
+                field(out, b"state");
+                if json::write_json(state, out).is_err() {
+                    out.extend_from_slice(b"null");
+                }
+            }
+            _ => {}
+        }
+        if view.extra_count() > 0 {
+            for (k, v) in view.extras() {
+                field(out, k);
+                if json::write_json(v, out).is_err() {
+                    out.extend_from_slice(b"null");
+                }
+            }
+        }
+        if first {
+            out.truncate(start);
+            return false;
+        }
+        out.push(b'}');
+        true
+    }
+}
+
+/// Does this record pass the options' time and topic filters?
+fn wanted_ts(opts: &ExportOptions, ts: i64) -> bool {
+    opts.from.is_none_or(|f| ts >= f) && opts.to.is_none_or(|t| ts <= t)
+}
+
+fn wanted_topic(opts: &ExportOptions, topic: &[u8]) -> bool {
+    opts.topics.is_empty() || opts.topics.iter().any(|t| t.as_bytes() == topic)
+}
+
+fn wants_snapshots(opts: &ExportOptions) -> bool {
+    wanted_topic(opts, b"noise.params")
+}
+
+/// Streams `input`, calling `each` on every record that passes the filters.
+/// Returns the number of input bytes read. `out` names the output in
+/// progress messages and errors.
+pub(crate) fn each_record(
+    input: &Path,
+    out: &Path,
+    opts: &ExportOptions,
+    ctl: &mut Control<'_>,
+    mut each: impl FnMut(Item<'_>) -> Result<(), ExportError>,
+) -> Result<u64, ExportError> {
+    let total = std::fs::metadata(input)
+        .map_err(|source| ExportError::Io {
+            path: input.to_owned(),
+            source,
+        })?
+        .len();
+    let mut reader = Reader::open(input, ReadOptions::default())?;
+    let snapshots = wants_snapshots(opts);
+    let mut records: u64 = 0;
+    let mut since_tick: u64 = 0;
+    ctl.tick(
+        Progress {
+            done: 0,
+            total,
+            records: 0,
+        },
+        out,
+    )?;
+    loop {
+        let position = reader.position();
+        let Some(rec) = reader.next()? else { break };
+        let offset = rec.offset;
+        let raw = rec.raw;
+        let item = match rec.record {
+            RecordRef::Event {
+                topic,
+                known_topic,
+                data,
+                fields,
+                ..
+            } => {
+                if !wanted_ts(opts, fields.ts_ms) || !wanted_topic(opts, topic) {
+                    None
+                } else {
+                    let view = match known_topic {
+                        Some(t) => Some(
+                            EnvelopeView::decode_from(t, &mut Cursor::new(data)).map_err(|e| {
+                                ExportError::Record {
+                                    path: input.to_owned(),
+                                    offset,
+                                    reason: e.to_string(),
+                                }
+                            })?,
+                        ),
+                        None => None,
+                    };
+                    Some(Item::Event(Event {
+                        offset,
+                        topic: String::from_utf8_lossy(topic),
+                        fields,
+                        view,
+                        data,
+                        raw,
+                    }))
+                }
+            }
+            RecordRef::Snapshot { ts_ms, state } => (snapshots && wanted_ts(opts, ts_ms))
+                .then_some(Item::Snapshot {
+                    offset,
+                    ts_ms,
+                    state,
+                    raw,
+                }),
+            RecordRef::Unknown => None,
+        };
+        if let Some(item) = item {
+            each(item)?;
+            records += 1;
+        }
+        since_tick += 1;
+        if since_tick >= PROGRESS_EVERY {
+            since_tick = 0;
+            ctl.tick(
+                Progress {
+                    done: position,
+                    total,
+                    records,
+                },
+                out,
+            )?;
+        }
+    }
+    let report = reader.report();
+    if let Some(offset) = report.truncated_at {
+        return Err(ExportError::Truncated {
+            path: input.to_owned(),
+            offset,
+            dropped: report.dropped_bytes,
+        });
+    }
+    let done = reader.position();
+    ctl.tick(
+        Progress {
+            done,
+            total,
+            records,
+        },
+        out,
+    )?;
+    Ok(done)
+}

@@ -1,0 +1,278 @@
+//! SQLite: one table per kind of record, filled in one transaction with
+//! prepared statements (SQLite is built into the binary; no system library).
+//!
+//! ```sql
+//! params(ts_ms INTEGER, path TEXT, value REAL, value_mapped REAL, actor TEXT, producer_id TEXT, seq INTEGER)
+//! mod(ts_ms INTEGER, bus INTEGER, value REAL, source_type TEXT, actor TEXT, producer_id TEXT, seq INTEGER)
+//! events(ts_ms INTEGER, type TEXT, actor TEXT, producer_id TEXT, seq INTEGER, data JSON)
+//! snapshots(ts_ms INTEGER, state JSON)
+//! session(key TEXT PRIMARY KEY, value TEXT)
+//! ```
+//!
+//! `params` is indexed on `ts_ms` and on `(path, ts_ms)`, `snapshots` on
+//! `ts_ms`. Rows are in file order (`rowid`). `events.data` holds the
+//! event's own fields (`note`, `velocity`, `preset`...) as a JSON object;
+//! `snapshots.state` is the snapshot's path → value object. `session` holds
+//! the fields `integr8tor info --json` prints (`event_records`, `by_topic`,
+//! `first_ts_ms`, `param_paths`, `producers`, `session_ids`...), each value
+//! as JSON, plus `producer_sources` (producer → `source`) and `format`, so
+//! that [`import_sqlite`](super::import_sqlite) can rebuild the envelopes.
+//!
+//! Records on `noise.audio`, `noise.state` or other topics have no table and
+//! are counted in [`ExportStats::skipped`]; fields of parameter and mod
+//! envelopes that FORMATS.md does not define are not kept.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+use rusqlite::{params, Connection};
+
+use super::output::Staged;
+use super::source::{each_record, Item};
+use super::{json, Control, ExportError, ExportOptions, ExportStats};
+use crate::envelope::BodyView;
+
+/// The `format` value in the `session` table of databases this module writes.
+pub const FORMAT_TAG: &str = "integr8tor-sqlite-1";
+
+/// The tables.
+pub const SCHEMA: &str = "
+CREATE TABLE params(ts_ms INTEGER, path TEXT, value REAL, value_mapped REAL, actor TEXT, producer_id TEXT, seq INTEGER);
+CREATE TABLE mod(ts_ms INTEGER, bus INTEGER, value REAL, source_type TEXT, actor TEXT, producer_id TEXT, seq INTEGER);
+CREATE TABLE events(ts_ms INTEGER, type TEXT, actor TEXT, producer_id TEXT, seq INTEGER, data JSON);
+CREATE TABLE snapshots(ts_ms INTEGER, state JSON);
+CREATE TABLE session(key TEXT PRIMARY KEY, value TEXT);
+";
+
+/// The indexes, made once the rows are in.
+pub const INDEXES: &str = "
+CREATE INDEX params_ts ON params(ts_ms);
+CREATE INDEX params_path_ts ON params(path, ts_ms);
+CREATE INDEX snapshots_ts ON snapshots(ts_ms);
+";
+
+/// The `info` fields, gathered while the rows go in.
+#[derive(Default)]
+struct Info {
+    events: u64,
+    snapshots: u64,
+    by_topic: BTreeMap<String, u64>,
+    first: Option<i64>,
+    last: Option<i64>,
+    paths: BTreeSet<String>,
+    producers: BTreeMap<String, Option<String>>,
+    session_ids: BTreeSet<String>,
+}
+
+pub(crate) fn write(
+    input: &Path,
+    staged: &Staged,
+    opts: &ExportOptions,
+    ctl: &mut Control<'_>,
+) -> Result<ExportStats, ExportError> {
+    let db_err = |e: rusqlite::Error| staged.lib_error(format!("SQLite: {e}"));
+    let conn = Connection::open(staged.tmp_path()).map_err(db_err)?;
+    // The file is renamed into place only when complete, so no journal is
+    // needed for safety; without one the inserts go at SQLite's full speed.
+    conn.execute_batch(
+        "PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF; PRAGMA cache_size=-32768;",
+    )
+    .map_err(db_err)?;
+    conn.execute_batch("BEGIN").map_err(db_err)?;
+    conn.execute_batch(SCHEMA).map_err(db_err)?;
+    let mut stats = ExportStats::default();
+    let mut info = Info::default();
+    {
+        let mut ins_param = conn
+            .prepare("INSERT INTO params VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)")
+            .map_err(db_err)?;
+        let mut ins_mod = conn
+            .prepare("INSERT INTO mod VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)")
+            .map_err(db_err)?;
+        let mut ins_event = conn
+            .prepare("INSERT INTO events VALUES (?1, ?2, ?3, ?4, ?5, ?6)")
+            .map_err(db_err)?;
+        let mut ins_snap = conn
+            .prepare("INSERT INTO snapshots VALUES (?1, ?2)")
+            .map_err(db_err)?;
+        let mut data = Vec::with_capacity(256);
+        stats.input_bytes = each_record(input, staged.out(), opts, ctl, |item| {
+            match item {
+                Item::Snapshot {
+                    ts_ms,
+                    state,
+                    offset,
+                    ..
+                } => {
+                    data.clear();
+                    json::write_json(state, &mut data).map_err(|e| ExportError::Record {
+                        path: input.to_owned(),
+                        offset,
+                        reason: format!("snapshot state: {e}"),
+                    })?;
+                    let text = std::str::from_utf8(&data).unwrap_or("{}");
+                    ins_snap.execute(params![ts_ms, text]).map_err(db_err)?;
+                    stats.snapshots += 1;
+                    info.snapshots += 1;
+                }
+                Item::Event(e) => {
+                    let Some(view) = e.view.as_ref() else {
+                        stats.skipped += 1;
+                        return Ok(());
+                    };
+                    let f = &e.fields;
+                    let actor = view.actor.map(String::from_utf8_lossy);
+                    match view.body {
+                        BodyView::Param {
+                            path,
+                            value,
+                            value_mapped,
+                            ..
+                        } => {
+                            ins_param
+                                .execute(params![
+                                    f.ts_ms,
+                                    path,
+                                    value,
+                                    value_mapped,
+                                    actor,
+                                    view.producer_id,
+                                    f.seq as i64
+                                ])
+                                .map_err(db_err)?;
+                            if !info.paths.contains(path) {
+                                info.paths.insert(path.to_owned());
+                            }
+                        }
+                        BodyView::Mod {
+                            bus,
+                            value,
+                            source_type,
+                            ..
+                        } => {
+                            ins_mod
+                                .execute(params![
+                                    f.ts_ms,
+                                    bus,
+                                    value,
+                                    source_type,
+                                    actor,
+                                    view.producer_id,
+                                    f.seq as i64
+                                ])
+                                .map_err(db_err)?;
+                        }
+                        BodyView::Event { event_type } => {
+                            data.clear();
+                            let has = e.own_fields_json(&mut data);
+                            let text = has.then(|| std::str::from_utf8(&data).unwrap_or("{}"));
+                            ins_event
+                                .execute(params![
+                                    f.ts_ms,
+                                    event_type,
+                                    actor,
+                                    view.producer_id,
+                                    f.seq as i64,
+                                    text
+                                ])
+                                .map_err(db_err)?;
+                        }
+                        BodyView::Audio { .. } | BodyView::State { .. } => {
+                            stats.skipped += 1;
+                            return Ok(());
+                        }
+                    }
+                    stats.events += 1;
+                    info.note_event(
+                        &e.topic,
+                        f.ts_ms,
+                        view.producer_id,
+                        view.source,
+                        view.session_id,
+                    );
+                }
+            }
+            Ok(())
+        })?;
+    }
+    conn.execute_batch(INDEXES).map_err(db_err)?;
+    {
+        let mut ins = conn
+            .prepare("INSERT INTO session VALUES (?1, ?2)")
+            .map_err(db_err)?;
+        for (k, v) in info.rows(input, stats.input_bytes, opts) {
+            ins.execute(params![k, v.to_string()]).map_err(db_err)?;
+        }
+    }
+    conn.execute_batch("COMMIT").map_err(db_err)?;
+    conn.close().map_err(|(_, e)| db_err(e))?;
+    stats.messages = stats.events + stats.snapshots;
+    Ok(stats)
+}
+
+impl Info {
+    fn note_event(
+        &mut self,
+        topic: &str,
+        ts: i64,
+        producer: &str,
+        source: Option<&str>,
+        session: &str,
+    ) {
+        self.events += 1;
+        match self.by_topic.get_mut(topic) {
+            Some(n) => *n += 1,
+            None => {
+                self.by_topic.insert(topic.to_owned(), 1);
+            }
+        }
+        self.first = Some(self.first.map_or(ts, |f| f.min(ts)));
+        self.last = Some(self.last.map_or(ts, |l| l.max(ts)));
+        if !self.producers.contains_key(producer) {
+            self.producers
+                .insert(producer.to_owned(), source.map(str::to_owned));
+        }
+        if !self.session_ids.contains(session) {
+            self.session_ids.insert(session.to_owned());
+        }
+    }
+
+    fn rows(
+        &self,
+        input: &Path,
+        bytes: u64,
+        opts: &ExportOptions,
+    ) -> Vec<(&'static str, serde_json::Value)> {
+        use serde_json::json;
+        let sources: serde_json::Map<String, serde_json::Value> = self
+            .producers
+            .iter()
+            .map(|(p, s)| (p.clone(), json!(s)))
+            .collect();
+        vec![
+            ("format", json!(FORMAT_TAG)),
+            ("file", json!(input.display().to_string())),
+            ("event_records", json!(self.events)),
+            ("snapshot_records", json!(self.snapshots)),
+            ("by_topic", json!(self.by_topic)),
+            ("first_ts_ms", json!(self.first)),
+            ("last_ts_ms", json!(self.last)),
+            (
+                "duration_ms",
+                json!(self.last.zip(self.first).map_or(0, |(l, f)| l - f)),
+            ),
+            ("param_paths", json!(self.paths)),
+            (
+                "producers",
+                json!(self.producers.keys().collect::<Vec<_>>()),
+            ),
+            ("session_ids", json!(self.session_ids)),
+            ("dropped_bytes", json!(0)),
+            ("file_bytes", json!(bytes)),
+            ("producer_sources", serde_json::Value::Object(sources)),
+            ("from_ts_ms", json!(opts.from)),
+            ("to_ts_ms", json!(opts.to)),
+            ("topics", json!(opts.topics)),
+        ]
+    }
+}
