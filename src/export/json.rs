@@ -202,8 +202,19 @@ pub fn write_f64(out: &mut Vec<u8>, v: f64) {
 
 /// A string as a JSON string literal.
 pub fn write_str(out: &mut Vec<u8>, s: &str) {
-    // serde_json's escaping, straight into the buffer
-    serde_json::to_writer(&mut *out, s).expect("writing to a Vec cannot fail");
+    let plain = s
+        .bytes()
+        .all(|b| b >= 0x20 && b != b'"' && b != b'\\' && b != 0x7f);
+    if plain {
+        // the common case: nothing to escape
+        out.reserve(s.len() + 2);
+        out.push(b'"');
+        out.extend_from_slice(s.as_bytes());
+        out.push(b'"');
+    } else {
+        // serde_json's escaping, straight into the buffer
+        serde_json::to_writer(&mut *out, s).expect("writing to a Vec cannot fail");
+    }
 }
 
 /// Bytes of a str or bin value: a JSON string when UTF-8, an array of byte

@@ -103,8 +103,8 @@ pub(crate) fn write(
     };
     let file = BufWriter::with_capacity(1 << 20, staged.file()?);
     let options = WriteOptions::new()
-        .compression(Some(Compression::Zstd))
-        .compression_level(1)
+        .compression(Some(Compression::Lz4))
+        .chunk_size(Some(4 << 20))
         .library(concat!("integr8tor ", env!("CARGO_PKG_VERSION")))
         .profile("");
     let mut w = options.create(file).map_err(mcap_err)?;

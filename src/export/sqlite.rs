@@ -150,17 +150,17 @@ pub(crate) fn write(
                             source_type,
                             ..
                         } => {
-                            ins_mod
-                                .execute(params![
-                                    f.ts_ms,
-                                    bus,
-                                    value,
-                                    source_type,
-                                    actor,
-                                    view.producer_id,
-                                    f.seq as i64
-                                ])
-                                .map_err(db_err)?;
+                            // the bulk of a session: bound one by one,
+                            // without building a parameter slice
+                            let st = &mut ins_mod;
+                            st.raw_bind_parameter(1, f.ts_ms).map_err(db_err)?;
+                            st.raw_bind_parameter(2, bus).map_err(db_err)?;
+                            st.raw_bind_parameter(3, value).map_err(db_err)?;
+                            st.raw_bind_parameter(4, source_type).map_err(db_err)?;
+                            st.raw_bind_parameter(5, &actor).map_err(db_err)?;
+                            st.raw_bind_parameter(6, view.producer_id).map_err(db_err)?;
+                            st.raw_bind_parameter(7, f.seq as i64).map_err(db_err)?;
+                            st.raw_execute().map_err(db_err)?;
                         }
                         BodyView::Event { event_type } => {
                             data.clear();
