@@ -1,5 +1,5 @@
 //! MCAP for Foxglove: JSON-encoded messages, each channel with a JSON Schema,
-//! in zstd-compressed chunks with message and chunk indexes and a summary
+//! in lz4-compressed chunks with message and chunk indexes and a summary
 //! section, so readers seek instead of scanning.
 //!
 //! Channels:
