@@ -13,9 +13,10 @@ use egui_kittest::Harness;
 use integr8tor::app::export::{progress_ui, ExportPanel, JobState};
 
 fn harness() -> Harness<'static, ExportPanel> {
-    Harness::builder()
-        .with_size([900.0, 200.0])
-        .build_ui_state(|ui, panel: &mut ExportPanel| progress_ui(ui, panel), ExportPanel::default())
+    Harness::builder().with_size([900.0, 200.0]).build_ui_state(
+        |ui, panel: &mut ExportPanel| progress_ui(ui, panel),
+        ExportPanel::default(),
+    )
 }
 
 /// Steps the window until the job has finished (the worker's outcome is the
@@ -31,7 +32,10 @@ fn until_finished(h: &mut Harness<'static, ExportPanel>) -> JobState {
                 return done;
             }
         }
-        assert!(Instant::now() < deadline, "the export worker never finished");
+        assert!(
+            Instant::now() < deadline,
+            "the export worker never finished"
+        );
         std::thread::sleep(Duration::from_millis(5));
     }
 }
@@ -46,7 +50,10 @@ fn an_export_runs_on_its_worker_and_the_window_shows_the_outcome() {
         .start(fixture("small-60s.msgpack"), out.clone(), &ctx);
     assert!(h.state().is_busy() || matches!(h.state().state(), Some(JobState::Done { .. })));
     let done = until_finished(&mut h);
-    assert!(matches!(&done, JobState::Done { out: o, .. } if *o == out), "{done:?}");
+    assert!(
+        matches!(&done, JobState::Done { out: o, .. } if *o == out),
+        "{done:?}"
+    );
     assert!(std::fs::metadata(&out).unwrap().len() > 0);
     h.get_by_label_contains("Exported to small.mcap");
     h.get_by_label_contains("30293 events and 12 snapshots");

@@ -440,7 +440,7 @@ pub fn import_sqlite(
         streams.push(Stream {
             rows: st.query([]).map_err(sql)?,
             rank: *rank,
-            table: *table,
+            table,
         });
     }
     let mut heads: Vec<Option<Row>> = Vec::with_capacity(streams.len());
@@ -461,17 +461,14 @@ pub fn import_sqlite(
         crate::session::WriteError::Io { source, .. } => staged.io(source),
         other => staged.lib_error(other),
     };
-    loop {
-        // the stream whose head comes first
-        let Some(i) = heads
-            .iter()
-            .enumerate()
-            .filter_map(|(i, h)| h.as_ref().map(|r| (i, (r.ts, r.rank))))
-            .min_by_key(|&(_, k)| k)
-            .map(|(i, _)| i)
-        else {
-            break;
-        };
+    // each time, the stream whose head comes first
+    while let Some(i) = heads
+        .iter()
+        .enumerate()
+        .filter_map(|(i, h)| h.as_ref().map(|r| (i, (r.ts, r.rank))))
+        .min_by_key(|&(_, k)| k)
+        .map(|(i, _)| i)
+    {
         let row = heads[i].take().expect("chosen head is present");
         heads[i] = streams[i].next(db)?;
         let bad = |what: String| {

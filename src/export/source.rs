@@ -13,6 +13,7 @@ use crate::session::reader::EventFields;
 use crate::session::{ReadOptions, Reader, RecordRef};
 
 /// One record handed to a format writer.
+#[allow(clippy::large_enum_variant)] // passed by value, one at a time
 pub(crate) enum Item<'a> {
     /// An event record.
     Event(Event<'a>),
