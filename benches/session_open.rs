@@ -4,8 +4,8 @@
 //!     cargo bench --bench session_open
 //!
 //! The file is `target/bench-data/big.msgpack` (one hour, about 400 MB and
-//! 1.8 M records), written on first use by the fixtures' independent Python
-//! encoder (`../shared/fixtures/make_session.py`, needs Python `msgpack`).
+//! 1.8 M records), written on first use by the golden files' independent
+//! Python encoder (`tests/data/make_golden.py`, needs Python `msgpack`).
 //! `INTEGR8TOR_BENCH_FILE=PATH` uses another file instead; `BENCH_OPEN_RUNS=N`
 //! changes the number of timed loads (default 7); `BENCH_PARTS=N` loads with
 //! `Session::open_in_parts(.., N, ..)` (e.g. 1: one thread) instead of
@@ -22,13 +22,15 @@
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
 use criterion::{black_box, Criterion};
 use integr8tor::session::Session;
 use rand::{rngs::StdRng, Rng, SeedableRng};
+
+mod support;
+use support::bench_file;
 
 /// Counts live heap bytes and their peak.
 struct Counting;
@@ -127,39 +129,6 @@ fn mb(bytes: impl Into<f64>) -> f64 {
 
 fn mib(bytes: impl Into<f64>) -> f64 {
     bytes.into() / (1024.0 * 1024.0)
-}
-
-/// The benchmark file, written by the Python encoder if it is missing.
-fn bench_file() -> PathBuf {
-    if let Some(p) = std::env::var_os("INTEGR8TOR_BENCH_FILE") {
-        return PathBuf::from(p);
-    }
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let path = root.join("target/bench-data/big.msgpack");
-    if path.exists() {
-        return path;
-    }
-    let script = root.join("../shared/fixtures/make_session.py");
-    std::fs::create_dir_all(path.parent().unwrap()).expect("creating target/bench-data");
-    // write under another name and rename, so an interrupted run leaves no half file
-    let partial = path.with_extension("msgpack.partial");
-    eprintln!(
-        "writing {} with {} --seconds 3600 (about 400 MB; takes a minute or two)",
-        path.display(),
-        script.display()
-    );
-    let status = Command::new("python3")
-        .arg(&script)
-        .arg(&partial)
-        .args(["--seconds", "3600"])
-        .status()
-        .expect("running python3 (the bench data is written by make_session.py)");
-    assert!(
-        status.success(),
-        "make_session.py failed ({status}); it needs Python `msgpack`"
-    );
-    std::fs::rename(&partial, &path).expect("renaming the bench file into place");
-    path
 }
 
 /// Reads the file once through a small buffer so that every timed load sees
