@@ -26,6 +26,7 @@ use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
 use criterion::{black_box, Criterion};
+use integr8tor::engine::latency::percentile;
 use integr8tor::session::Session;
 use rand::{rngs::StdRng, Rng, SeedableRng};
 
@@ -137,11 +138,6 @@ fn warm_page_cache(path: &Path) {
     let mut f = std::fs::File::open(path).expect("opening the bench file");
     let mut buf = vec![0u8; 4 << 20];
     while f.read(&mut buf).expect("reading the bench file") > 0 {}
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i]
 }
 
 fn micros(d: Duration) -> f64 {
@@ -298,8 +294,8 @@ fn print_summary(sum: &Summary, lat: &[Duration]) {
     peaks.sort_unstable();
     let load_peak = peaks[peaks.len() / 2];
     let (p50, p99, max) = (
-        percentile(lat, 0.50),
-        percentile(lat, 0.99),
+        percentile(lat, 0.50).unwrap(),
+        percentile(lat, 0.99).unwrap(),
         *lat.last().unwrap(),
     );
     let loadavg = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
