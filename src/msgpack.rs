@@ -487,7 +487,7 @@ impl<'a> Cursor<'a> {
 /// Appends MessagePack encodings to a byte vector. Writing to a `Vec` cannot
 /// fail, so these helpers return nothing.
 pub mod write {
-    /// A str value (always str, never bin, as FORMATS.md requires).
+    /// A str value (always str, never bin, as docs/formats.md requires).
     pub fn str(out: &mut Vec<u8>, s: &str) {
         let n = s.len();
         if n < 32 {

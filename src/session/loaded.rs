@@ -590,7 +590,7 @@ impl Session {
     /// nearest checkpoint at or before `t`. Returns (path id, value) pairs
     /// in sorted path order.
     ///
-    /// This equals FORMATS.md's snapshot rule whenever producers' clocks
+    /// This equals docs/formats.md's snapshot rule whenever producers' clocks
     /// agree, and stays exact when they are skewed: a file snapshot is taken
     /// in arrival order and may hold a value whose `ts_ms` lies after it.
     pub fn state_at(&self, t: i64) -> Vec<(NameId, f64)> {
