@@ -7,10 +7,10 @@
 //! [`Command::Shutdown`] (or when the window is gone) finalizes a recording
 //! in progress before it ends.
 
+use crate::thread::NamedThread;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Select, Sender};
@@ -38,7 +38,7 @@ const NOTICE_EVERY: Duration = Duration::from_secs(5);
 /// Handle to the control thread. Dropping it shuts the thread down (joining it).
 pub struct Control {
     commands: Sender<Command>,
-    thread: Option<JoinHandle<()>>,
+    thread: NamedThread<()>,
 }
 
 impl std::fmt::Debug for Control {
@@ -65,13 +65,8 @@ impl Control {
         if let Some(bus) = config.connect.clone() {
             let _ = commands.send(Command::Connect(bus));
         }
-        let thread = std::thread::Builder::new()
-            .name("app-control".to_owned())
-            .spawn(move || Ctl::new(outbox, config).run(rx))?;
-        Ok(Control {
-            commands,
-            thread: Some(thread),
-        })
+        let thread = NamedThread::spawn("app-control", move || Ctl::new(outbox, config).run(rx))?;
+        Ok(Control { commands, thread })
     }
 
     /// Where the window sends commands.
@@ -82,11 +77,7 @@ impl Control {
     /// Asks the thread to stop (finalizing a recording) and waits for it.
     pub fn shutdown(&mut self) {
         let _ = self.commands.send(Command::Shutdown);
-        if let Some(t) = self.thread.take() {
-            if t.join().is_err() {
-                log::error!("the control thread panicked");
-            }
-        }
+        self.thread.join_quietly();
     }
 }
 
