@@ -201,6 +201,10 @@ pub struct PlayerStatus {
     pub lateness: Lateness,
     /// Pinned paths and the ms left on each.
     pub pins: Vec<(String, i64)>,
+    /// Muted group patterns, in the order they were muted.
+    pub muted: Vec<String>,
+    /// The soloed group pattern, if any.
+    pub solo: Option<String>,
 }
 
 /// Something from the player thread.
@@ -784,6 +788,8 @@ impl PlayerCore {
                     )
                 })
                 .collect(),
+            muted: self.muted_groups.clone(),
+            solo: self.solo.clone(),
         }
     }
 
