@@ -513,7 +513,8 @@ impl Model {
         let p = &self.playback;
         let mut pos = p.position_ms;
         if p.state == PlayState::Playing {
-            let ahead = ((now - self.playback_at).clamp(0.0, 0.25) * 1000.0 * p.speed) as i64;
+            let ahead =
+                ((now - self.playback_at).clamp(0.0, 0.25) * 1000.0 * p.speed).round() as i64;
             pos += ahead;
             if let Some((a, b)) = p.loop_range {
                 if pos > b && p.position_ms <= b {

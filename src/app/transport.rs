@@ -163,6 +163,9 @@ fn big(text: &str) -> RichText {
     RichText::new(text).size(16.0)
 }
 
+/// Width of the speed label and slider.
+const SPEED_W: f32 = 230.0;
+
 /// Width kept for the recorder's figures, so nothing moves when a recording starts.
 const RECORDER_W: f32 = 250.0;
 
@@ -177,9 +180,8 @@ pub fn transport_ui(
         ui.spacing_mut().item_spacing.x = 6.0;
         recorder_ui(ui, input, cmds);
         ui.separator();
-        ui.add_enabled_ui(input.bounds.is_some(), |ui| {
-            player_ui(ui, input, cmds, view_cmds);
-        });
+        // not in a child scope: a scope would wrap within its own start column
+        player_ui(ui, input, cmds, view_cmds);
     });
 }
 
@@ -253,8 +255,8 @@ fn recorder_ui(ui: &mut egui::Ui, input: &TransportIn<'_>, cmds: &mut Vec<Comman
     );
 }
 
-fn button(ui: &mut egui::Ui, text: &str, w: f32, hover: &str, name: &str) -> bool {
-    ui.add(Button::new(big(text)).min_size([w, 30.0].into()))
+fn button(ui: &mut egui::Ui, on: bool, text: &str, w: f32, hover: &str, name: &str) -> bool {
+    ui.add_enabled(on, Button::new(big(text)).min_size([w, 30.0].into()))
         .on_hover_text(hover)
         .accessible_name(name)
         .clicked()
@@ -268,19 +270,21 @@ fn player_ui(
     view_cmds: &mut Vec<ViewCommand>,
 ) {
     let bounds = input.bounds;
+    let on = bounds.is_some();
     let seek = |cmds: &mut Vec<Command>, t: Option<i64>| {
         if let Some(t) = t {
             cmds.push(Command::Transport(PlayerCommand::Seek(t)));
         }
     };
-    if button(ui, "⏮", 30.0, "Go to start (Home)", names::TO_START) {
+    if button(ui, on, "⏮", 30.0, "Go to start (Home)", names::TO_START) {
         seek(cmds, bounds.map(|b| b.0));
     }
     if button(
         ui,
+        on,
         "⏪",
         30.0,
-        "Step back one event (←; Shift+← one second)",
+        "Step back one event (Left; Shift+Left: one second)",
         names::STEP_BACK,
     ) {
         cmds.push(Command::Transport(PlayerCommand::StepBack));
@@ -296,7 +300,7 @@ fn player_ui(
         b = b.fill(PLAYHEAD.gamma_multiply(0.35));
     }
     if ui
-        .add(b)
+        .add_enabled(on, b)
         .on_hover_text("Play / pause (Space)")
         .accessible_name(name)
         .clicked()
@@ -305,6 +309,7 @@ fn player_ui(
     }
     if button(
         ui,
+        on,
         "⏹ Stop",
         70.0,
         "Stop and return to the start",
@@ -314,41 +319,49 @@ fn player_ui(
     }
     if button(
         ui,
+        on,
         "⏩",
         30.0,
-        "Step forward one event (→; Shift+→ one second)",
+        "Step forward one event (Right; Shift+Right: one second)",
         names::STEP_FORWARD,
     ) {
         cmds.push(Command::Transport(PlayerCommand::StepForward));
     }
-    if button(ui, "⏭", 30.0, "Go to end (End)", names::TO_END) {
+    if button(ui, on, "⏭", 30.0, "Go to end (End)", names::TO_END) {
         seek(cmds, bounds.map(|b| b.1));
     }
     ui.separator();
 
     // speed: the slider shows what the player reports
-    ui.label("Speed");
-    let mut speed = if input.playback.speed > 0.0 {
-        input.playback.speed
-    } else {
-        1.0
-    };
-    let slider = egui::Slider::new(&mut speed, SPEED_RANGE.0..=SPEED_RANGE.1)
-        .logarithmic(true)
-        .max_decimals(2)
-        .suffix("×");
-    let r = ui.add(slider).accessible_name(names::SPEED);
-    if r.double_clicked() {
-        cmds.push(Command::Transport(PlayerCommand::SetSpeed(1.0)));
-    } else if r.changed() {
-        cmds.push(Command::Transport(PlayerCommand::SetSpeed(speed)));
-    }
+    // label and slider as one box of known width, so the row wraps before it
+    ui.allocate_ui_with_layout(
+        Vec2::new(SPEED_W, 30.0),
+        egui::Layout::left_to_right(egui::Align::Center),
+        |ui| {
+            ui.label("Speed");
+            let mut speed = if input.playback.speed > 0.0 {
+                input.playback.speed
+            } else {
+                1.0
+            };
+            let slider = egui::Slider::new(&mut speed, SPEED_RANGE.0..=SPEED_RANGE.1)
+                .logarithmic(true)
+                .max_decimals(2)
+                .suffix("×");
+            let r = ui.add_enabled(on, slider).accessible_name(names::SPEED);
+            if r.double_clicked() {
+                cmds.push(Command::Transport(PlayerCommand::SetSpeed(1.0)));
+            } else if r.changed() {
+                cmds.push(Command::Transport(PlayerCommand::SetSpeed(speed)));
+            }
+        },
+    );
     ui.separator();
 
     // loop: on/off as the player says; A and B are the selection
     let looping = input.playback.loop_range.is_some();
     if ui
-        .add(Button::selectable(looping, big("🔁 Loop")))
+        .add_enabled(on, Button::selectable(looping, big("🔁 Loop")))
         .on_hover_text("Loop between A and B (L)")
         .accessible_name(names::LOOP)
         .clicked()
@@ -358,7 +371,7 @@ fn player_ui(
     let b = bounds.unwrap_or((0, 0));
     let (a_t, b_t) = input.view.loop_points(b);
     if ui
-        .button(format!("A {}", fmt_clock(a_t - b.0)))
+        .add_enabled(on, Button::new(format!("A {}", fmt_clock(a_t - b.0))))
         .on_hover_text("Set loop start A at the playhead")
         .accessible_name(names::SET_A)
         .clicked()
@@ -366,7 +379,7 @@ fn player_ui(
         view_cmds.push(ViewCommand::SetLoopA(input.playhead));
     }
     if ui
-        .button(format!("B {}", fmt_clock(b_t - b.0)))
+        .add_enabled(on, Button::new(format!("B {}", fmt_clock(b_t - b.0))))
         .on_hover_text("Set loop end B at the playhead")
         .accessible_name(names::SET_B)
         .clicked()

@@ -116,7 +116,7 @@ mod tests {
         );
         assert_eq!(e.chars().count(), 24);
         assert!(
-            e.starts_with("/home/perfo") && e.ends_with("162250.msgpack"),
+            e.starts_with("/home/perfo") && e.ends_with("2250.msgpack"),
             "{e}"
         );
     }

@@ -460,7 +460,7 @@ pub fn timeline_ui(
                     Row::Group(g, n) => {
                         painter.rect_filled(rect, 0.0, visuals.faint_bg_color);
                         let open = !state.collapsed.contains(g);
-                        let text = format!("{} {g}  ({n})", if open { "▾" } else { "▸" });
+                        let text = format!("{} {g}  ({n})", if open { "⏷" } else { "⏵" });
                         let label_rect = Rect::from_min_size(rect.min, Vec2::new(LABEL_W - 4.0, h));
                         let b = ui
                             .put(
@@ -505,8 +505,17 @@ pub fn timeline_ui(
                             .truncate()
                             .selectable(false),
                         )
-                        .accessible_name(format!("lane {path}"))
                         .on_hover_text(path.as_str());
+                        // a row header named by the path (screen readers, tests)
+                        let header = format!("lane {path}");
+                        let r = ui.interact(
+                            label_rect,
+                            ui.scope_id().with(("lane", path)),
+                            Sense::hover(),
+                        );
+                        r.widget_info(|| {
+                            egui::WidgetInfo::labeled(egui::Role::RowHeader, true, &header)
+                        });
                         let scale_rect = Rect::from_min_max(
                             Pos2::new(rect.left() + LABEL_W - 30.0, rect.top()),
                             Pos2::new(lanes_rect.left() - 2.0, rect.bottom()),
@@ -690,7 +699,7 @@ pub fn toolbar_ui(
             Source::Live(..) => {
                 if view.following_live() {
                     ui.label(
-                        RichText::new("● following the newest data")
+                        RichText::new("• following the newest data")
                             .color(super::widgets::OK_GREEN),
                     );
                 } else if ui

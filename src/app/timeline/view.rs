@@ -388,9 +388,10 @@ mod tests {
             (0, 800_000),
         );
         assert_eq!(v.visible((0, 800_000)), (380_000, 390_000));
+        // following again shows the newest data at the span it followed with
         let _ = v.apply(ViewCommand::FollowLive, (0, 800_000));
         assert!(v.following_live());
-        assert_eq!(v.visible((0, 800_000)), (790_000, 800_000));
+        assert_eq!(v.visible((0, 800_000)), (770_000, 800_000));
     }
 
     #[test]
