@@ -177,8 +177,14 @@ impl ActorKind {
         !matches!(self, ActorKind::Replay | ActorKind::Telemetry)
     }
 
-    /// Replay republishes it: only `user`.
+    /// Replay republishes a parameter change of it: `user`, `midi` and
+    /// `preset` shaped the sound; `mod` is made again by the live modulation.
     pub fn is_replayed(self) -> bool {
+        matches!(self, ActorKind::User | ActorKind::Midi | ActorKind::Preset)
+    }
+
+    /// A live message of it pins its path during replay: only a performer's hand (`user`).
+    pub fn pins_replay(self) -> bool {
         self == ActorKind::User
     }
 }

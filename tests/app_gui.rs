@@ -304,7 +304,8 @@ fn dragging_a_value_is_a_touch() {
         f.take(),
         [Command::Touch {
             path: "gen.1.cutoff".into(),
-            value: 0.75
+            value: 0.75,
+            held: false
         }]
     );
 }

@@ -696,7 +696,13 @@ impl IntegratorApp {
         if flashing || matches!(self.model.load, model::LoadView::Loading { .. }) {
             return Some(LIVE_FRAME);
         }
-        if self.model.recorder.is_active() || self.model.playback.pins.iter().any(|(_, ms)| *ms > 0)
+        if self.model.recorder.is_active()
+            || self
+                .model
+                .playback
+                .pins
+                .iter()
+                .any(|p| p.held || p.left_ms > 0)
         {
             return Some(Duration::from_millis(100));
         }

@@ -492,8 +492,8 @@ impl Model {
         self.playback
             .pins
             .iter()
-            .find(|(p, _)| p == path)
-            .map(|(_, ms)| *ms)
+            .find(|p| p.path == path)
+            .map(|p| p.left_ms)
             .filter(|ms| *ms > 0)
     }
 
@@ -605,6 +605,7 @@ mod tests {
     use crate::app::timeline::lod::Series;
     use crate::app::timeline::markers::Marker;
     use crate::app::workers::RecordingStats;
+    use crate::engine::player::PinStatus;
     use crate::engine::Lateness;
     use std::sync::Arc;
 
@@ -883,7 +884,18 @@ mod tests {
                 max_us: 1500.0,
                 count: 5,
             },
-            pins: vec![("gen.1.cutoff".into(), 2500), ("gen.2.drive".into(), 0)],
+            pins: vec![
+                PinStatus {
+                    path: "gen.1.cutoff".into(),
+                    held: false,
+                    left_ms: 2500,
+                },
+                PinStatus {
+                    path: "gen.2.drive".into(),
+                    held: false,
+                    left_ms: 0,
+                },
+            ],
             ..PlayerStatus::default()
         };
         m.apply(WorkerMsg::Playback(status.clone()), 10.0);

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use super::EngineError;
 use crate::clock::{Clock, MonotonicClock, SharedClock};
-use crate::kafka::{unix_ms_now, Connection, Draft, PublishOutcome, Publisher, PublisherConfig};
+use crate::kafka::{Connection, Draft, PublishOutcome, Publisher, PublisherConfig};
 use crate::{Actor, RawValue};
 
 /// The demo synth's parameter paths.
@@ -111,10 +111,7 @@ impl Demo {
             connection,
             PublisherConfig {
                 source: "demo".to_owned(),
-                ..PublisherConfig::new(
-                    config.producer_id.clone(),
-                    format!("demo-{}", unix_ms_now()),
-                )
+                ..PublisherConfig::new(config.producer_id.clone(), super::new_session_id())
             },
             Arc::clone(&clock),
         )?;

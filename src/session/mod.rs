@@ -6,6 +6,8 @@ pub mod reader;
 mod split;
 pub mod writer;
 
-pub use loaded::{EventEntry, LoadError, LoadProgress, NameId, Session, SnapshotMark, NO_NAME};
+pub use loaded::{
+    EventEntry, LoadError, LoadProgress, NameId, Session, SnapshotChange, SnapshotMark, NO_NAME,
+};
 pub use reader::{Corruption, ReadError, ReadOptions, ReadReport, Reader, RecordRef};
 pub use writer::{SessionWriter, WriteError, WriterStats, WriterThread, SNAPSHOT_INTERVAL_MS};

@@ -258,7 +258,7 @@ pub struct TimelineIn<'a> {
     /// The player's loop, if looping.
     pub loop_range: Option<(i64, i64)>,
     /// Pinned paths.
-    pub pins: &'a [(String, i64)],
+    pub pins: &'a [crate::engine::player::PinStatus],
 }
 
 /// Heights of the rows.
@@ -487,7 +487,10 @@ pub fn timeline_ui(
                                 visuals.faint_bg_color.gamma_multiply(0.6),
                             );
                         }
-                        let pinned = input.pins.iter().any(|(p, ms)| p == path && *ms > 0);
+                        let pinned = input
+                            .pins
+                            .iter()
+                            .any(|p| p.path == *path && (p.held || p.left_ms > 0));
                         let name = path
                             .strip_prefix(&format!("{}.", group_of(path)))
                             .unwrap_or(path);
