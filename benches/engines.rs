@@ -31,7 +31,7 @@ use integr8tor::Actor;
 
 fn fixture(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../shared/fixtures")
+        .join("tests/data/v1")
         .join(name)
 }
 

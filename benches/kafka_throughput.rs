@@ -20,13 +20,17 @@
 //!    the same run, so what the subscriber adds (decoding, duplicate check,
 //!    the channel hop) stands apart from what the broker costs.
 //!
+//! 4. Publishing through an outage: with the embedded broker down, how long
+//!    each `publish` call takes (it only queues; it never waits for the
+//!    broker), over 2,000 calls spread over two seconds.
+//!
 //! `BENCH_KAFKA_MESSAGES=N` changes the backlog (default 500,000; the
 //! embedded broker keeps about 5 MiB per partition, so much larger backlogs
 //! lose their oldest messages, which the drain would report as missing).
 //! `BENCH_KAFKA_SECONDS=S` changes each latency run (default 5).
 //! `BENCH_KAFKA_RUNS=N` repeats the drain and the live run (default 3; the
 //! table shows the median run and the range, each run on a fresh broker).
-//! `BENCH_KAFKA_ONLY=drain` or `=latency` runs that part alone; with
+//! `BENCH_KAFKA_ONLY=drain`, `=latency` or `=outage` runs that part alone; with
 //! `BENCH_KAFKA_BROKERS=host:port` the latency part measures that broker instead
 //! (its topics created beforehand, e.g. by `integr8tor topics create`).
 
@@ -36,6 +40,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::RecvTimeoutError;
 use integr8tor::clock::MonotonicClock;
+use integr8tor::engine::latency::percentile;
 use integr8tor::kafka::{
     Connection, ConnectionState, Draft, EmbeddedBroker, PublishOutcome, Publisher, PublisherConfig,
     RateLimits, StartFrom, Subscriber, SubscriberConfig, SubscriberEvent,
@@ -438,21 +443,8 @@ fn bench_latency(conn: &Connection, rate: u64, linger: u32, seconds: u64) -> Lat
         .collect();
     eprintln!("  {rate}/s linger {linger}, threads: {}", busy.join(", "));
     latencies.sort_unstable();
-    let pick = |q: f64| {
-        latencies
-            .get(((latencies.len() as f64 * q) as usize).min(latencies.len().saturating_sub(1)))
-            .copied()
-            .unwrap_or_default()
-    };
-    let bare_pick = |q: f64| {
-        bare_latencies
-            .get(
-                ((bare_latencies.len() as f64 * q) as usize)
-                    .min(bare_latencies.len().saturating_sub(1)),
-            )
-            .copied()
-            .unwrap_or_default()
-    };
+    let pick = |q: f64| percentile(&latencies, q).unwrap_or_default();
+    let bare_pick = |q: f64| percentile(&bare_latencies, q).unwrap_or_default();
     Latency {
         rate,
         linger,
@@ -467,6 +459,43 @@ fn bench_latency(conn: &Connection, rate: u64, linger: u32, seconds: u64) -> Lat
             p99: bare_pick(0.99),
         },
     }
+}
+
+/// Per-call time of `publish` while the broker is down: (calls, p50, p99, max).
+fn bench_outage_publish() -> (usize, Duration, Duration, Duration) {
+    let (broker, conn) = fresh_broker();
+    let publisher = publisher(&conn, "bench.outage", 5);
+    publisher.publish(Draft::param(Actor::User, "warm.up", 0.0));
+    publisher.flush(Duration::from_secs(10)).expect("flush");
+    broker.set_down().expect("broker down");
+    let paths = paths();
+    let mut calls = Vec::with_capacity(2_000);
+    for i in 0..2_000 {
+        let draft = Draft::param(Actor::User, paths[i % PATHS].as_str(), 0.5);
+        let t = Instant::now();
+        let outcome = publisher.publish(draft);
+        calls.push(t.elapsed());
+        assert!(
+            matches!(outcome, PublishOutcome::Queued { .. }),
+            "publish during the outage: {outcome:?}"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    broker.set_up().expect("broker up");
+    publisher
+        .flush(Duration::from_secs(30))
+        .expect("flush after the outage");
+    calls.sort_unstable();
+    (
+        calls.len(),
+        percentile(&calls, 0.5).unwrap(),
+        percentile(&calls, 0.99).unwrap(),
+        *calls.last().unwrap(),
+    )
+}
+
+fn us(d: Duration) -> String {
+    format!("{:.1}", d.as_secs_f64() * 1e6)
 }
 
 /// The subscriber's own per-message work, single-threaded and without a
@@ -544,6 +573,19 @@ fn main() {
          duplicate check {dedup_ns:.0} ns"
     );
     let only = std::env::var("BENCH_KAFKA_ONLY").unwrap_or_default();
+    let outage = bench_outage_publish();
+    let outage_line = format!(
+        "publish calls with the broker down: {} calls, p50 {} µs, p99 {} µs, max {} µs",
+        outage.0,
+        us(outage.1),
+        us(outage.2),
+        us(outage.3)
+    );
+    eprintln!("{outage_line}");
+    if only == "outage" {
+        println!("{outage_line}");
+        return;
+    }
     if only == "latency" {
         // BENCH_KAFKA_BROKERS=host:port measures another broker (topics created
         // beforehand with `integr8tor topics create --brokers host:port`)
@@ -654,6 +696,8 @@ fn main() {
         "(the drain's group join took {} ms before the first message)",
         ms(join)
     );
+    println!();
+    println!("{outage_line}");
     println!();
     println!(
         "{:<22} {:>9} {:>9} {:>9} {:>9} {:>9} {:>12} {:>12} {:>10}",

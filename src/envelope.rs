@@ -1,4 +1,4 @@
-//! The message envelope of FORMATS.md section 2: typed access to the common
+//! The message envelope of docs/formats.md section 2: typed access to the common
 //! and per-topic fields, with unknown fields kept as raw MessagePack so they
 //! are written back byte for byte.
 
@@ -124,7 +124,7 @@ impl Actor {
         ActorKind::from_bytes(self.as_str().as_bytes())
     }
 
-    /// A recorder stores messages of this actor (FORMATS.md, actor rules).
+    /// A recorder stores messages of this actor (docs/formats.md, actor rules).
     pub fn is_recorded(&self) -> bool {
         self.kind().is_recorded()
     }
@@ -251,7 +251,7 @@ impl Body {
         }
     }
 
-    /// The Kafka key FORMATS.md section 1 assigns: path, bus, source, event type or state key.
+    /// The Kafka key docs/formats.md section 1 assigns: path, bus, source, event type or state key.
     pub fn kafka_key(&self) -> &str {
         match self {
             Body::Param { path, .. } | Body::Mod { path, .. } | Body::Audio { path, .. } => path,
@@ -350,7 +350,7 @@ impl Envelope {
         self.body.topic()
     }
 
-    /// The Kafka key FORMATS.md section 1 assigns: path, bus, source, event type or state key.
+    /// The Kafka key docs/formats.md section 1 assigns: path, bus, source, event type or state key.
     pub fn kafka_key(&self) -> &str {
         self.body.kafka_key()
     }

@@ -1,6 +1,6 @@
 //! The desktop app, headless (egui_kittest): controls send the right
 //! commands, shortcuts work, every control has an accessible name, and the
-//! real workers load the shared fixtures (paths, duration, pins, errors).
+//! real workers load the golden sessions (paths, duration, pins, errors).
 #![cfg(feature = "gui")]
 
 use std::path::PathBuf;
@@ -12,16 +12,14 @@ use egui::accesskit::Role;
 use egui_kittest::kittest::{NodeT, Queryable};
 use egui_kittest::Harness;
 use integr8tor::app::workers::{
-    self, LoadedSession, Outbox, PlayState, PlaybackStatus, RecordingStats,
+    self, LoadedSession, Outbox, PlayState, PlayerStatus, RecordingStats,
 };
 use integr8tor::app::{Command, IntegratorApp, PlayerCommand, Settings, WorkerMsg};
 use integr8tor::session::Session;
 
-fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../shared/fixtures")
-        .join(name)
-}
+mod common;
+
+use common::fixture;
 
 fn test_settings() -> Settings {
     Settings {
@@ -83,11 +81,11 @@ fn transport_controls_send_the_right_commands_and_all_are_named() {
     assert_eq!(f.take(), [Command::Transport(PlayerCommand::Play)]);
 
     // once the player says it plays, the same button pauses
-    f.send(WorkerMsg::Playback(PlaybackStatus {
+    f.send(WorkerMsg::Playback(PlayerStatus {
         state: PlayState::Playing,
         position_ms: first + 10_000,
         speed: 1.0,
-        ..PlaybackStatus::default()
+        ..PlayerStatus::default()
     }));
     assert!(f.harness.query_by_label("Play").is_none());
     f.harness.get_by_label("Pause").click();
@@ -120,7 +118,8 @@ fn transport_controls_send_the_right_commands_and_all_are_named() {
     let cmds = f.take();
     assert_eq!(cmds, [Command::Transport(PlayerCommand::SetSpeed(2.5))]);
 
-    // loop over the whole session, then A at the playhead, then off
+    // loop over the whole session; once the player says it loops, A at the
+    // playhead moves the loop; then off
     f.harness.get_by_label("Loop").click();
     assert_eq!(
         f.take(),
@@ -128,6 +127,13 @@ fn transport_controls_send_the_right_commands_and_all_are_named() {
             first, last
         ))))]
     );
+    f.send(WorkerMsg::Playback(PlayerStatus {
+        state: PlayState::Paused,
+        position_ms: first + 10_000,
+        speed: 1.0,
+        loop_range: Some((first, last)),
+        ..PlayerStatus::default()
+    }));
     f.harness.get_by_label("Set loop start A").click();
     assert_eq!(
         f.take(),
@@ -168,6 +174,20 @@ fn transport_controls_send_the_right_commands_and_all_are_named() {
         [Command::Transport(PlayerCommand::SetMuted {
             group: "gen.2.*".into(),
             muted: true
+        })]
+    );
+    // the button shows what the player reports: muted, so it unmutes
+    f.send(WorkerMsg::Playback(PlayerStatus {
+        muted: vec!["gen.2.*".into()],
+        speed: 1.0,
+        ..PlayerStatus::default()
+    }));
+    f.harness.get_by_label("Mute gen.2").click();
+    assert_eq!(
+        f.take(),
+        [Command::Transport(PlayerCommand::SetMuted {
+            group: "gen.2.*".into(),
+            muted: false
         })]
     );
     // master is at the bottom of the live list: scroll to it first
@@ -222,9 +242,30 @@ fn keyboard_shortcuts_work() {
             first, last
         ))))]
     );
+    // the loop is on when the player says so; then L turns it off
+    f.send(WorkerMsg::Playback(PlayerStatus {
+        loop_range: Some((first, last)),
+        position_ms: first + 5_000,
+        speed: 1.0,
+        state: PlayState::Paused,
+        ..PlayerStatus::default()
+    }));
     assert_eq!(
         press(&mut f, egui::Key::L),
         [Command::Transport(PlayerCommand::SetLoop(None))]
+    );
+    // Shift+arrows move one second
+    let shift = |f: &mut Fake, key| {
+        f.harness.key_press_modifiers(egui::Modifiers::SHIFT, key);
+        f.take()
+    };
+    assert_eq!(
+        shift(&mut f, egui::Key::ArrowRight),
+        [Command::Transport(PlayerCommand::Seek(first + 6_000))]
+    );
+    assert_eq!(
+        shift(&mut f, egui::Key::ArrowLeft),
+        [Command::Transport(PlayerCommand::Seek(first + 4_000))]
     );
     // a clicked (focused) button does not swallow the shortcuts, nor fire twice
     f.harness.get_by_label("Stop").click();
@@ -234,11 +275,11 @@ fn keyboard_shortcuts_work() {
         [Command::Transport(PlayerCommand::Play)]
     );
     // Space pauses while playing
-    f.send(WorkerMsg::Playback(PlaybackStatus {
+    f.send(WorkerMsg::Playback(PlayerStatus {
         state: PlayState::Playing,
         speed: 1.0,
         position_ms: first,
-        ..PlaybackStatus::default()
+        ..PlayerStatus::default()
     }));
     assert_eq!(
         press(&mut f, egui::Key::Space),
@@ -252,6 +293,7 @@ fn dragging_a_value_is_a_touch() {
     f.send(WorkerMsg::Live(vec![workers::LiveMsg::Param {
         path: "gen.1.cutoff".into(),
         value: 0.2,
+        value_mapped: None,
         actor: "user".into(),
         producer: "python.gui".into(),
         ts_ms: 1,
@@ -304,6 +346,19 @@ impl egui::DroppedFile for Dropped {
     }
 }
 
+/// `3300793` as `3,300,793`.
+fn with_commas(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
 fn drop_file(harness: &mut Harness<'static, IntegratorApp>, path: PathBuf) {
     harness
         .input_mut()
@@ -314,9 +369,7 @@ fn drop_file(harness: &mut Harness<'static, IntegratorApp>, path: PathBuf) {
 
 #[test]
 fn opening_the_small_fixture_shows_its_24_paths_and_duration_and_a_touch_pins() {
-    let facts: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(fixture("small-60s.facts.json")).unwrap())
-            .unwrap();
+    let facts = common::small_facts();
     let mut h = offline_harness();
     drop_file(&mut h, fixture("small-60s.msgpack"));
     wait_for(
@@ -325,15 +378,19 @@ fn opening_the_small_fixture_shows_its_24_paths_and_duration_and_a_touch_pins() 
         |app| app.model().session.is_some(),
     );
     let paths = facts["param_paths"].as_array().unwrap();
-    assert_eq!(paths.len(), 24);
     for p in paths {
         let p = p.as_str().unwrap();
         assert!(h.query_by_label(p).is_some(), "live panel lacks {p}");
     }
     let duration = facts["last_ts_ms"].as_i64().unwrap() - facts["first_ts_ms"].as_i64().unwrap();
-    assert_eq!(duration, 59_994);
+    let readout = format!(
+        "/ {:02}:{:02}.{}",
+        duration / 60_000,
+        duration / 1000 % 60,
+        duration / 100 % 10
+    );
     assert!(
-        h.query_by_label_contains("/ 00:59.9").is_some(),
+        h.query_by_label_contains(&readout).is_some(),
         "the position readout shows the duration"
     );
     h.check_accessibility();
@@ -369,7 +426,8 @@ fn opening_the_small_fixture_shows_its_24_paths_and_duration_and_a_touch_pins() 
 #[test]
 fn the_corrupt_fixture_shows_the_error_with_its_offset_and_offers_recovery() {
     let mut h = offline_harness();
-    drop_file(&mut h, fixture("corrupt-at-offset.msgpack"));
+    let bad = common::corrupt_small();
+    drop_file(&mut h, bad.path.clone());
     wait_for(&mut h, "the load to fail", |app| {
         matches!(
             app.model().load,
@@ -377,10 +435,13 @@ fn the_corrupt_fixture_shows_the_error_with_its_offset_and_offers_recovery() {
         )
     });
     assert!(
-        h.query_by_label_contains("3300793").is_some(),
+        h.query_by_label_contains(&bad.offset.to_string()).is_some(),
         "the reader's message names the offset"
     );
-    assert!(h.query_by_label_contains("before byte 3,300,793").is_some());
+    let grouped = with_commas(bad.offset);
+    assert!(h
+        .query_by_label_contains(&format!("before byte {grouped}"))
+        .is_some());
     h.check_accessibility();
     h.get_by_label("Recover readable part").click();
     wait_for(&mut h, "the recovered load", |app| {
@@ -388,14 +449,18 @@ fn the_corrupt_fixture_shows_the_error_with_its_offset_and_offers_recovery() {
     });
     let s = h.state().model().session.clone().unwrap();
     assert!(s.recovered);
-    assert_eq!(s.report.corrupt.as_ref().unwrap().offset, 3_300_793);
-    assert_eq!(s.report.event_records + s.report.snapshot_records, 15_000);
+    assert_eq!(s.report.corrupt.as_ref().unwrap().offset, bad.offset);
+    assert_eq!(
+        s.report.event_records + s.report.snapshot_records + s.report.unknown_records,
+        bad.records_before
+    );
 }
 
 #[test]
 fn the_truncated_fixture_loads_and_says_how_much_was_dropped() {
     let mut h = offline_harness();
-    drop_file(&mut h, fixture("truncated.msgpack"));
+    let cut = common::truncated_small();
+    drop_file(&mut h, cut.path.clone());
     wait_for(&mut h, "the load", |app| app.model().session.is_some());
     assert_eq!(
         h.state()
@@ -405,12 +470,14 @@ fn the_truncated_fixture_loads_and_says_how_much_was_dropped() {
             .unwrap()
             .report
             .dropped_bytes,
-        37
+        cut.dropped_bytes
     );
     // the Sessions view states it
     h.get_by_label("Sessions").click();
     h.run_steps(3);
-    assert!(h.query_by_label_contains("37 bytes dropped").is_some());
+    assert!(h
+        .query_by_label_contains(&format!("{} bytes dropped", cut.dropped_bytes))
+        .is_some());
 }
 
 #[test]
@@ -433,13 +500,21 @@ fn the_sessions_folder_is_listed_in_the_background_with_duration_events_and_size
         let b = &app.model().browser;
         !b.scanning && !b.files.is_empty()
     });
+    let facts = common::small_facts();
+    let events = common::count(&facts, "event_records");
+    let (first, last) = (
+        facts["first_ts_ms"].as_i64().unwrap(),
+        facts["last_ts_ms"].as_i64().unwrap(),
+    );
     let files = &h.state().model().browser.files;
     assert_eq!(files.len(), 1, "only .msgpack files are listed");
-    assert_eq!(files[0].events, 30_293);
-    assert_eq!(files[0].duration_ms, 59_994);
+    assert_eq!(files[0].events, events);
+    assert_eq!(files[0].duration_ms, last - first);
     assert!(h.query_by_label("gig.msgpack").is_some());
-    assert!(h.query_by_label("30,293").is_some());
-    assert!(h.query_by_label("2026-09-21 14:26").is_some());
+    assert!(h.query_by_label(&with_commas(events)).is_some());
+    assert!(h
+        .query_by_label(&integr8tor::human::date_time(first))
+        .is_some());
     h.get_by_label("Open gig.msgpack").click();
     wait_for(&mut h, "the load", |app| app.model().session.is_some());
     assert_eq!(
@@ -495,4 +570,444 @@ fn a_folder_chosen_in_the_dialog_becomes_the_sessions_folder_on_apply() {
         "{cmds:?}"
     );
     assert_eq!(f.harness.state().settings().sessions_dir, chosen);
+}
+
+/// An app over plain channels at 60 frames a second of virtual time.
+fn fake_at_60fps() -> Fake {
+    let (cmd_tx, commands) = crossbeam_channel::unbounded();
+    let (inbox, inbox_rx) = crossbeam_channel::unbounded();
+    let outbox = Outbox::new(inbox.clone(), workers::no_waker());
+    let app = IntegratorApp::with_channels(test_settings(), cmd_tx, inbox_rx, outbox);
+    let harness = Harness::builder()
+        .with_size([1400.0, 1000.0])
+        .with_step_dt(1.0 / 60.0)
+        .build_ui_state(|ui, app: &mut IntegratorApp| app.ui(ui), app);
+    Fake {
+        harness,
+        commands,
+        inbox,
+    }
+}
+
+fn pointer(f: &mut Fake, e: egui::Event) {
+    f.harness.input_mut().events.push(e);
+}
+
+fn press(pos: egui::Pos2, pressed: bool) -> egui::Event {
+    egui::Event::PointerButton {
+        pos,
+        button: egui::PointerButton::Primary,
+        pressed,
+        modifiers: egui::Modifiers::NONE,
+    }
+}
+
+/// The instant the scrub bar maps x to (the bar spans the session).
+fn instant_at(rect: egui::Rect, range: (i64, i64), x: f32) -> i64 {
+    let f = ((x - rect.left()) / rect.width()).clamp(0.0, 1.0) as f64;
+    range.0 + (f * (range.1 - range.0) as f64).round() as i64
+}
+
+fn seeks(cmds: &[Command]) -> Vec<i64> {
+    cmds.iter()
+        .filter_map(|c| match c {
+            Command::Transport(PlayerCommand::Seek(t)) => Some(*t),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_click_on_the_scrub_bar_within_one_frame_seeks_under_the_pointer() {
+    let mut f = fake_at_60fps();
+    let loaded = f.load_fixture();
+    let bar = f
+        .harness
+        .get_by_role_and_label(Role::Slider, "Position")
+        .rect();
+    let at = egui::pos2(bar.left() + bar.width() * 0.3, bar.center().y);
+    // press and release in the same frame
+    pointer(&mut f, egui::Event::PointerMoved(at));
+    pointer(&mut f, press(at, true));
+    pointer(&mut f, press(at, false));
+    f.harness.step();
+    let cmds = f.take();
+    let want = instant_at(bar, loaded.range, at.x);
+    assert_eq!(seeks(&cmds), [want], "{cmds:?}");
+    assert!(want > loaded.range.0 + 17_000 && want < loaded.range.0 + 19_000);
+}
+
+#[test]
+fn dragging_the_scrub_bar_is_an_audible_scrub_at_most_30_seeks_a_second() {
+    let mut f = fake_at_60fps();
+    let loaded = f.load_fixture();
+    let (first, _) = loaded.range;
+    f.send(WorkerMsg::Playback(PlayerStatus {
+        state: PlayState::Playing,
+        position_ms: first,
+        speed: 1.0,
+        ..PlayerStatus::default()
+    }));
+    f.take();
+    let bar = f
+        .harness
+        .get_by_role_and_label(Role::Slider, "Position")
+        .rect();
+    let mut at = egui::pos2(bar.left() + 40.0, bar.center().y);
+    pointer(&mut f, egui::Event::PointerMoved(at));
+    pointer(&mut f, press(at, true));
+    f.harness.step();
+    let mut sent = f.commands.try_iter().collect::<Vec<_>>();
+    assert_eq!(
+        sent.first(),
+        Some(&Command::Transport(PlayerCommand::Pause)),
+        "a scrub holds playback"
+    );
+    // two seconds of virtual time, the pointer moving every frame
+    let frames = 120;
+    for _ in 0..frames {
+        at.x += 3.0;
+        pointer(&mut f, egui::Event::PointerMoved(at));
+        f.harness.step();
+        // the Live panel shows the session's exact state under the pointer at once
+        let app = f.harness.state();
+        let (t, values) = app.ui_state().scrub_state.clone().expect("scrubbing");
+        assert_eq!(t, instant_at(bar, loaded.range, at.x));
+        let exact = loaded.session.state_at(t);
+        assert_eq!(values.len(), exact.len());
+        for (id, v) in exact {
+            assert_eq!(values[loaded.session.name(id)], v);
+        }
+        sent.extend(f.commands.try_iter());
+    }
+    let during = seeks(&sent).len();
+    assert!(
+        (30..=61).contains(&during),
+        "{during} seeks in 2 s of dragging: at most 30 a second, yet all the way"
+    );
+    pointer(&mut f, press(at, false));
+    f.harness.step();
+    let end: Vec<Command> = f.take();
+    let last_t = instant_at(bar, loaded.range, at.x);
+    let mut all = sent.clone();
+    all.extend(end.iter().cloned());
+    assert_eq!(
+        seeks(&all).last(),
+        Some(&last_t),
+        "the release lands exactly"
+    );
+    assert_eq!(
+        end.last(),
+        Some(&Command::Transport(PlayerCommand::Play)),
+        "playback continues from there: {end:?}"
+    );
+    assert!(f.harness.state().ui_state().scrub_state.is_none());
+}
+
+fn timeline(f: &mut Fake) {
+    f.harness.get_by_label("Timeline").click();
+    f.harness.run_steps(3);
+}
+
+#[test]
+fn hovering_a_lane_shows_the_nearest_events_fields() {
+    let mut f = Fake::new();
+    let loaded = f.load_fixture();
+    timeline(&mut f);
+    let lane = f.harness.get_by_label("lane gen.1.cutoff").rect();
+    let lanes = f.harness.get_by_label("Timeline lanes").rect();
+    let x = lanes.left() + 170.0 + (lanes.width() - 170.0) * 0.4;
+    let at = egui::pos2(x, lane.center().y);
+    f.harness.hover_at(at);
+    f.harness.run_steps(4);
+    let r = f
+        .harness
+        .state()
+        .ui_state()
+        .timeline
+        .hover
+        .clone()
+        .expect("a readout");
+    assert_eq!(r.path, "gen.1.cutoff");
+    // the nearest event, found the slow way
+    let s = &loaded.session;
+    let id = s.name_id("gen.1.cutoff").unwrap();
+    let lane_events: Vec<_> = s.lane(id).iter().map(|&i| s.events()[i as usize]).collect();
+    let left = lanes.left() + 170.0;
+    let t = instant_at(
+        egui::Rect::from_min_max(egui::pos2(left, 0.0), egui::pos2(lanes.right(), 1.0)),
+        loaded.range,
+        x,
+    );
+    let nearest = lane_events
+        .iter()
+        .min_by_key(|e| (e.ts_ms - t).abs())
+        .unwrap();
+    assert!(
+        (r.ts_ms - nearest.ts_ms).abs() <= (loaded.duration_ms() / 1000),
+        "{} vs {}",
+        r.ts_ms,
+        nearest.ts_ms
+    );
+    let env = s.envelope(nearest).unwrap();
+    assert_eq!(r.producer, env.producer_id);
+    assert_eq!(r.actor, env.actor.as_ref().unwrap().as_str());
+    assert_eq!(r.value, nearest.value);
+    // and the tooltip says so
+    assert!(f.harness.query_by_label("value_mapped").is_some());
+    assert!(f.harness.query_all_by_label(&r.producer).next().is_some());
+    assert!(f.harness.query_all_by_label(&r.actor).next().is_some());
+}
+
+fn session_view(f: &Fake, range: (i64, i64)) -> (i64, i64) {
+    f.harness.state().ui_state().session_view.visible(range)
+}
+
+#[test]
+fn zoom_pan_fit_and_follow_change_the_visible_range_and_never_seek() {
+    let mut f = Fake::new();
+    let loaded = f.load_fixture();
+    let range = (loaded.range.0, loaded.range.1);
+    timeline(&mut f);
+    f.take();
+    let lanes = f.harness.get_by_label("Timeline lanes").rect();
+    let at = egui::pos2(
+        lanes.left() + 170.0 + (lanes.width() - 170.0) * 0.5,
+        lanes.top() + 60.0,
+    );
+    f.harness.hover_at(at);
+    f.harness.step();
+    // pinch (or Ctrl+wheel) zooms in about the pointer
+    f.harness.event(egui::Event::Zoom(4.0));
+    f.harness.run_steps(2);
+    let (a, b) = session_view(&f, range);
+    let full = range.1 - range.0;
+    assert!((b - a) < full / 3, "zoomed in: {a}..{b}");
+    let mid = range.0 + full / 2;
+    assert!(
+        a < mid && mid < b,
+        "the instant under the pointer stays in view"
+    );
+    // `-` zooms out, `+` in
+    f.harness.key_press(egui::Key::Minus);
+    f.harness.run_steps(2);
+    let (a2, b2) = session_view(&f, range);
+    assert!(b2 - a2 > b - a);
+    f.harness.key_press(egui::Key::Plus);
+    f.harness.run_steps(2);
+    let (a3, b3) = session_view(&f, range);
+    assert!(b3 - a3 < b2 - a2);
+    // Shift+wheel pans
+    f.harness.event_modifiers(
+        egui::Event::MouseWheel {
+            unit: egui::MouseWheelUnit::Point,
+            delta: egui::vec2(0.0, -200.0),
+            phase: egui::TouchPhase::Move,
+            source: egui::MouseWheelSource::Unknown,
+            modifiers: egui::Modifiers::SHIFT,
+        },
+        egui::Modifiers::SHIFT,
+    );
+    f.harness.run_steps(20);
+    let (a4, b4) = session_view(&f, range);
+    assert_eq!(b4 - a4, b3 - a3, "a pan keeps the span");
+    assert_ne!(a4, a3, "Shift+wheel moved the view");
+    // panning turned following off
+    assert!(!f.harness.state().ui_state().session_view.follow());
+    f.harness.get_by_label("Follow playhead").click();
+    f.harness.run_steps(2);
+    assert!(f.harness.state().ui_state().session_view.follow());
+    // while playing, the view follows a playhead that leaves it
+    let far = if a4 - range.0 > full / 2 {
+        range.0 + 1000
+    } else {
+        range.1 - 1000
+    };
+    f.send(WorkerMsg::Playback(PlayerStatus {
+        state: PlayState::Playing,
+        position_ms: far,
+        speed: 1.0,
+        ..PlayerStatus::default()
+    }));
+    f.harness.run_steps(2);
+    let (a5, b5) = session_view(&f, range);
+    assert!(a5 <= far && far <= b5, "{a5}..{b5} follows {far}");
+    f.send(WorkerMsg::Playback(PlayerStatus {
+        state: PlayState::Paused,
+        position_ms: far,
+        speed: 1.0,
+        ..PlayerStatus::default()
+    }));
+    // double-click fits, and does not seek
+    f.take();
+    let at = egui::pos2(lanes.left() + 400.0, lanes.top() + 60.0);
+    for pressed in [true, false, true, false] {
+        pointer(&mut f, press(at, pressed));
+    }
+    f.harness.step();
+    let cmds = f.take();
+    assert_eq!(session_view(&f, range), range);
+    assert!(seeks(&cmds).is_empty(), "{cmds:?}");
+}
+
+#[test]
+fn the_golden_sessions_preset_loads_are_marked_on_the_timeline() {
+    let mut f = Fake::new();
+    let loaded = f.load_fixture();
+    timeline(&mut f);
+    let s = &loaded.session;
+    let id = s.name_id("preset_load").expect("the fixture loads presets");
+    let loads: Vec<_> = s.lane(id).iter().map(|&i| s.events()[i as usize]).collect();
+    assert!(!loads.is_empty());
+    for e in &loads {
+        let env = s.envelope(e).unwrap();
+        let preset = env
+            .extra
+            .iter()
+            .find(|(k, _)| k == "preset")
+            .map(|(_, v)| v.decode().unwrap().as_str().unwrap().to_owned())
+            .unwrap();
+        assert!(
+            f.harness
+                .query_by_label(&format!("preset {preset}"))
+                .is_some(),
+            "no marker for {preset}"
+        );
+    }
+    // notes have their own lane
+    assert!(f.harness.query_by_label("notes").is_some() || !loaded.markers.is_empty());
+}
+
+/// A session file with one parameter path, written record by record.
+fn one_path_session(dir: &std::path::Path, path: &str) -> PathBuf {
+    use rmpv::Value;
+    let file = dir.join(format!("{path}.msgpack"));
+    let mut out = Vec::new();
+    for i in 0..50i64 {
+        let data = Value::Map(vec![
+            ("v".into(), 1.into()),
+            ("session_id".into(), "s".into()),
+            ("producer_id".into(), "p".into()),
+            ("seq".into(), (i + 1).into()),
+            ("ts_ms".into(), (1_790_000_000_000 + i * 100).into()),
+            ("actor".into(), "user".into()),
+            ("path".into(), path.into()),
+            ("value".into(), Value::F64(i as f64 / 50.0)),
+        ]);
+        let rec = Value::Map(vec![
+            ("type".into(), "event".into()),
+            ("topic".into(), "noise.params".into()),
+            ("key".into(), path.into()),
+            ("data".into(), data),
+        ]);
+        rmpv::encode::write_value(&mut out, &rec).unwrap();
+    }
+    std::fs::write(&file, out).unwrap();
+    file
+}
+
+#[test]
+fn a_reloaded_session_shows_its_own_lanes() {
+    let mut f = Fake::new();
+    f.load_fixture();
+    timeline(&mut f);
+    assert!(f.harness.query_by_label("lane gen.1.cutoff").is_some());
+    let dir = tempfile::tempdir().unwrap();
+    let other = Session::open(&one_path_session(dir.path(), "fx.delay.time")).unwrap();
+    f.send(WorkerMsg::Loaded(LoadedSession::new(
+        Arc::new(other),
+        false,
+    )));
+    f.harness.run_steps(3);
+    assert!(f.harness.query_by_label("lane fx.delay.time").is_some());
+    assert!(
+        f.harness.query_by_label("lane gen.1.cutoff").is_none(),
+        "the old session's lanes are gone"
+    );
+}
+
+#[test]
+fn without_a_system_dialog_the_sessions_view_says_so_and_a_typed_path_opens() {
+    let mut f = Fake::new();
+    f.harness.get_by_label("Sessions").click();
+    f.harness.run_steps(2);
+    f.send(WorkerMsg::DialogUnavailable(
+        "no system file dialog here".into(),
+    ));
+    assert!(f
+        .harness
+        .query_by_label("no system file dialog here: type the file's path below.")
+        .is_some());
+    f.harness.get_by_label("Path").focus();
+    f.harness.run_steps(1);
+    f.harness.get_by_label("Path").type_text("/srv/gig.msgpack");
+    f.harness.run_steps(2);
+    f.take();
+    f.harness.get_by_label("Open path").click();
+    assert_eq!(
+        f.take(),
+        [Command::Open {
+            path: "/srv/gig.msgpack".into(),
+            recover: false
+        }]
+    );
+}
+
+#[test]
+fn at_800_by_500_every_control_is_reachable() {
+    let (cmd_tx, _commands) = crossbeam_channel::unbounded();
+    let (inbox, inbox_rx) = crossbeam_channel::unbounded();
+    let outbox = Outbox::new(inbox.clone(), workers::no_waker());
+    let app = IntegratorApp::with_channels(test_settings(), cmd_tx, inbox_rx, outbox);
+    let mut h = Harness::builder()
+        .with_size([800.0, 500.0])
+        .build_ui_state(|ui, app: &mut IntegratorApp| app.ui(ui), app);
+    let s = Session::open(&fixture("small-60s.msgpack")).unwrap();
+    inbox
+        .send(WorkerMsg::Loaded(LoadedSession::new(Arc::new(s), false)))
+        .unwrap();
+    h.run_steps(4);
+    let screen = egui::Rect::from_min_size(egui::Pos2::ZERO, egui::vec2(800.0, 500.0));
+    for name in [
+        "Record",
+        "Play",
+        "Stop",
+        "Step back",
+        "Step forward",
+        "Go to start",
+        "Go to end",
+        "Loop",
+        "Set loop start A",
+        "Set loop end B",
+        "Timeline",
+        "Mod buses",
+        "Sessions",
+        "Settings",
+        "Live panel",
+    ] {
+        let r = h.get_by_label(name).rect();
+        assert!(
+            screen.contains_rect(r),
+            "{name} at {r:?} is outside the 800x500 window"
+        );
+    }
+    let speed = h.get_by_role_and_label(Role::Slider, "Speed").rect();
+    assert!(screen.contains_rect(speed), "the speed slider at {speed:?}");
+    // recording does not move the playback controls
+    let play_before = h.get_by_label("Play").rect();
+    inbox
+        .send(WorkerMsg::RecordingStarted(
+            "/tmp/a-very-long-session-file-name-2026-11-25-162250.msgpack".into(),
+        ))
+        .unwrap();
+    inbox
+        .send(WorkerMsg::RecordingStats(RecordingStats {
+            elapsed_ms: 3_723_000,
+            events: 123_456_789,
+            bytes: 99_000_000_000,
+            ..RecordingStats::default()
+        }))
+        .unwrap();
+    h.run_steps(3);
+    assert_eq!(h.get_by_label("Play").rect(), play_before);
 }

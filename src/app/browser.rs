@@ -6,7 +6,7 @@ use egui::{RichText, Vec2};
 
 use super::model::{LoadView, Model};
 use super::settings::Settings;
-use super::widgets::{fmt_bytes, fmt_clock, fmt_count, fmt_date, WARN};
+use super::widgets::{elided_label, fmt_bytes, fmt_clock, fmt_count, fmt_date, WARN};
 use super::workers::{self, Command, Outbox};
 use super::UiState;
 
@@ -19,7 +19,7 @@ pub fn browser_ui(
     outbox: &Outbox,
     cmds: &mut Vec<Command>,
 ) {
-    ui.horizontal(|ui| {
+    ui.horizontal_wrapped(|ui| {
         if ui
             .add(
                 egui::Button::new(RichText::new("📂 Open…").size(15.0))
@@ -29,14 +29,13 @@ pub fn browser_ui(
             .accessible_name("Open session")
             .clicked()
         {
+            st.dialog_failed = None;
             if let Err(e) = workers::spawn_dialog(
                 workers::Pick::SessionFile,
                 Some(settings.sessions_dir.clone()),
                 outbox.clone(),
             ) {
-                outbox.send(workers::WorkerMsg::Notice(format!(
-                    "cannot show the file dialog: {e}"
-                )));
+                st.dialog_failed = Some(format!("cannot show the file dialog: {e}"));
             }
         }
         if ui
@@ -47,8 +46,38 @@ pub fn browser_ui(
         {
             cmds.push(Command::ScanSessions(settings.sessions_dir.clone()));
         }
-        ui.label(RichText::new(settings.sessions_dir.display().to_string()).weak())
-            .on_hover_text("Sessions folder (change it in Settings)");
+        let dir = settings.sessions_dir.display().to_string();
+        let w = ui.available_width();
+        elided_label(ui, &dir, w, |t| RichText::new(t).weak())
+            .on_hover_text(format!("Sessions folder (change it in Settings): {dir}"));
+    });
+    // a path typed in: always there, pointed out when no dialog can be shown
+    if let Some(why) = &st.dialog_failed {
+        ui.colored_label(WARN, format!("{why}: type the file's path below."));
+    }
+    ui.horizontal(|ui| {
+        let l = ui.label("Path");
+        let field = ui
+            .add(
+                egui::TextEdit::singleline(&mut st.open_path)
+                    .hint_text("/path/to/session.msgpack")
+                    .desired_width((ui.available_width() - 70.0).max(120.0)),
+            )
+            .labelled_by(l.id);
+        let enter = field.lost_focus() && ui.input(|i| i.key_pressed(egui::Key::Enter));
+        let typed = st.open_path.trim();
+        if (ui
+            .add_enabled(!typed.is_empty(), egui::Button::new("Open"))
+            .accessible_name("Open path")
+            .clicked()
+            || enter)
+            && !typed.is_empty()
+        {
+            cmds.push(Command::Open {
+                path: std::path::PathBuf::from(typed),
+                recover: false,
+            });
+        }
     });
 
     // loading / failure / loaded
@@ -178,7 +207,10 @@ pub fn browser_ui(
                             open = Some(p.clone());
                         }
                         if let Some(dir) = p.parent() {
-                            ui.label(RichText::new(dir.display().to_string()).weak().small());
+                            let w = ui.available_width();
+                            elided_label(ui, &dir.display().to_string(), w, |t| {
+                                RichText::new(t).weak().small()
+                            });
                         }
                     });
                 }

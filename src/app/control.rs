@@ -7,17 +7,18 @@
 //! [`Command::Shutdown`] (or when the window is gone) finalizes a recording
 //! in progress before it ends.
 
+use crate::thread::NamedThread;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Select, Sender};
 
+use super::timeline::markers::{describe_fields, Marker};
 use super::workers::{
-    self, BusCounters, BusSettings, Command, LatenessView, LinkState, LiveMsg, LoadedSession,
-    Outbox, PlayState, PlaybackStatus, RecordSettings, RecordingStats, WorkerMsg,
+    self, BusCounters, BusSettings, Command, LinkState, LiveMsg, LoadedSession, Outbox, PlayState,
+    RecordSettings, RecordingStats, ScanCache, WorkerMsg,
 };
 use crate::clock::{MonotonicClock, SharedClock};
 use crate::engine::{
@@ -38,7 +39,7 @@ const NOTICE_EVERY: Duration = Duration::from_secs(5);
 /// Handle to the control thread. Dropping it shuts the thread down (joining it).
 pub struct Control {
     commands: Sender<Command>,
-    thread: Option<JoinHandle<()>>,
+    thread: NamedThread<()>,
 }
 
 impl std::fmt::Debug for Control {
@@ -65,13 +66,8 @@ impl Control {
         if let Some(bus) = config.connect.clone() {
             let _ = commands.send(Command::Connect(bus));
         }
-        let thread = std::thread::Builder::new()
-            .name("app-control".to_owned())
-            .spawn(move || Ctl::new(outbox, config).run(rx))?;
-        Ok(Control {
-            commands,
-            thread: Some(thread),
-        })
+        let thread = NamedThread::spawn("app-control", move || Ctl::new(outbox, config).run(rx))?;
+        Ok(Control { commands, thread })
     }
 
     /// Where the window sends commands.
@@ -82,11 +78,7 @@ impl Control {
     /// Asks the thread to stop (finalizing a recording) and waits for it.
     pub fn shutdown(&mut self) {
         let _ = self.commands.send(Command::Shutdown);
-        if let Some(t) = self.thread.take() {
-            if t.join().is_err() {
-                log::error!("the control thread panicked");
-            }
-        }
+        self.thread.join_quietly();
     }
 }
 
@@ -120,8 +112,14 @@ struct Ctl {
     /// The loaded session's replay (on the bus when connected, into nothing otherwise).
     player: Option<ReplayService>,
     session: Option<Arc<Session>>,
-    last_status: PlaybackStatus,
+    /// The player's last report, kept only to start a new player where the
+    /// old one was when the bus is replaced.
+    last_status: PlayerStatus,
     loading: Option<Loading>,
+    /// What the folder scans have read, so a rescan reads only changed files.
+    scan_cache: Arc<std::sync::Mutex<ScanCache>>,
+    /// The counters last sent (unchanged counters are not sent: the window rests).
+    last_counters: Option<BusCounters>,
     load_tx: Sender<Result<LoadedSession, WorkerMsg>>,
     load_rx: Receiver<Result<LoadedSession, WorkerMsg>>,
     producer_id: String,
@@ -144,8 +142,10 @@ impl Ctl {
             recorder: None,
             player: None,
             session: None,
-            last_status: PlaybackStatus::default(),
+            last_status: PlayerStatus::default(),
             loading: None,
+            scan_cache: Arc::default(),
+            last_counters: None,
             load_tx,
             load_rx,
             producer_id: format!("integr8tor.app.{}", std::process::id()),
@@ -275,7 +275,10 @@ impl Ctl {
             c.delivery_failed = st.delivery_failed;
             c.delivered = st.delivered;
         }
-        self.send(WorkerMsg::Counters(c));
+        if self.last_counters != Some(c) {
+            self.last_counters = Some(c);
+            self.send(WorkerMsg::Counters(c));
+        }
     }
 
     fn command(&mut self, cmd: Command) {
@@ -303,7 +306,8 @@ impl Ctl {
                 }
             }
             Command::ScanSessions(dir) => {
-                if let Err(e) = workers::spawn_scanner(dir, Vec::new(), self.outbox.clone()) {
+                let cache = Arc::clone(&self.scan_cache);
+                if let Err(e) = workers::spawn_scanner(dir, cache, self.outbox.clone()) {
                     self.send(WorkerMsg::Notice(format!(
                         "cannot start the folder scan: {e}"
                     )));
@@ -493,10 +497,10 @@ impl Ctl {
                 self.loading = None;
                 self.player.take();
                 self.session = Some(Arc::clone(&loaded.session));
-                self.last_status = PlaybackStatus {
+                self.last_status = PlayerStatus {
                     position_ms: loaded.range.0,
                     speed: 1.0,
-                    ..PlaybackStatus::default()
+                    ..PlayerStatus::default()
                 };
                 self.send(WorkerMsg::Loaded(loaded));
                 self.restart_player();
@@ -651,9 +655,15 @@ impl Ctl {
             .as_ref()
             .map_or_else(|| "?".to_owned(), |a| a.as_str().to_owned());
         Some(match env.body {
-            Body::Param { path, value, .. } => LiveMsg::Param {
+            Body::Param {
                 path,
                 value,
+                value_mapped,
+                ..
+            } => LiveMsg::Param {
+                path,
+                value,
+                value_mapped,
                 actor,
                 producer: env.producer_id,
                 ts_ms: env.ts_ms,
@@ -672,6 +682,7 @@ impl Ctl {
             },
             Body::Event { event_type } => LiveMsg::Event {
                 ts_ms: env.ts_ms,
+                marker: Marker::from_event(env.ts_ms, &event_type, &env.extra),
                 event_type,
                 detail: describe_fields(&env.extra),
                 actor,
@@ -734,9 +745,8 @@ impl Ctl {
                         self.send(WorkerMsg::Notice(s.realtime.describe()));
                     }
                 }
-                let status = playback_status(&s);
-                self.last_status = status.clone();
-                self.send(WorkerMsg::Playback(status));
+                self.last_status = s.clone();
+                self.send(WorkerMsg::Playback(s));
             }
             PlayerEvent::Finished => self.send(WorkerMsg::PlaybackFinished),
         }
@@ -773,72 +783,9 @@ fn recording_stats(s: &RecorderStats) -> RecordingStats {
     }
 }
 
-fn playback_status(s: &PlayerStatus) -> PlaybackStatus {
-    PlaybackStatus {
-        state: match s.state {
-            engine::PlayState::Stopped => PlayState::Stopped,
-            engine::PlayState::Playing => PlayState::Playing,
-            engine::PlayState::Paused => PlayState::Paused,
-        },
-        position_ms: s.position_ms,
-        speed: s.speed,
-        loop_range: s.loop_range,
-        dispatched: s.dispatched,
-        skipped_pinned: s.skipped_pinned,
-        lateness: LatenessView {
-            p50_us: s.lateness.p50_us,
-            p99_us: s.lateness.p99_us,
-            max_us: s.lateness.max_us,
-        },
-        pins: s.pins.iter().map(|p| (p.path.clone(), p.left_ms)).collect(),
-    }
-}
-
-/// An event's own fields in words: `note=60 velocity=100`.
-fn describe_fields(extra: &[(String, crate::RawValue)]) -> String {
-    let mut out = String::new();
-    for (k, v) in extra {
-        if !out.is_empty() {
-            out.push(' ');
-        }
-        let v = match v.decode() {
-            Ok(rmpv::Value::String(s)) => s.as_str().unwrap_or("?").to_owned(),
-            Ok(rmpv::Value::F64(f)) => format!("{f:.3}"),
-            Ok(rmpv::Value::F32(f)) => format!("{f:.3}"),
-            Ok(v) => v.to_string(),
-            Err(_) => "?".to_owned(),
-        };
-        out.push_str(k);
-        out.push('=');
-        out.push_str(&v);
-        if out.len() > 120 {
-            out.truncate(117);
-            out.push_str("...");
-            break;
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn event_fields_in_words() {
-        let extra = vec![
-            (
-                "note".to_owned(),
-                crate::RawValue::from_value(&rmpv::Value::from(60)),
-            ),
-            (
-                "preset".to_owned(),
-                crate::RawValue::from_value(&rmpv::Value::from("pad")),
-            ),
-            ("bad".to_owned(), crate::RawValue(vec![0xd9])),
-        ];
-        assert_eq!(describe_fields(&extra), "note=60 preset=pad bad=?");
-    }
 
     #[test]
     fn group_prefix_defaults() {

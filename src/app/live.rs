@@ -32,6 +32,16 @@ pub fn live_ui(
     ui.add_space(4.0);
     ui.horizontal(|ui| {
         ui.heading("Live");
+        if let Some((t, _)) = &st.scrub_state {
+            let start = model.session.as_ref().map_or(0, |s| s.range.0);
+            ui.label(
+                RichText::new(format!("state at {}", super::widgets::fmt_clock(t - start)))
+                    .color(PLAYHEAD),
+            )
+            .on_hover_text(
+                "While you drag the scrub bar, the values are the session's at that instant",
+            );
+        }
         ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
             for (name, actor) in [
                 ("midi", "midi"),
@@ -76,7 +86,9 @@ fn params_ui(
             ui.label(RichText::new(&group).strong().size(14.0));
             ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
                 ui.add_enabled_ui(can_mute, |ui| {
-                    let soloed = st.solo.as_deref() == Some(group.as_str());
+                    // mute and solo as the player reports them
+                    let pattern = group_pattern(&group);
+                    let soloed = model.playback.solo.as_deref() == Some(pattern.as_str());
                     let solo = egui::Button::selectable(soloed, RichText::new("S").strong())
                         .min_size(Vec2::new(22.0, 18.0));
                     if ui
@@ -85,12 +97,11 @@ fn params_ui(
                         .accessible_name(format!("Solo {group}"))
                         .clicked()
                     {
-                        st.solo = if soloed { None } else { Some(group.clone()) };
                         cmds.push(Command::Transport(PlayerCommand::SetSolo(
-                            st.solo.as_deref().map(group_pattern),
+                            (!soloed).then(|| pattern.clone()),
                         )));
                     }
-                    let muted = st.muted.contains(&group);
+                    let muted = model.playback.muted.contains(&pattern);
                     let mute = egui::Button::selectable(muted, RichText::new("M").strong())
                         .min_size(Vec2::new(22.0, 18.0));
                     if ui
@@ -99,20 +110,17 @@ fn params_ui(
                         .accessible_name(format!("Mute {group}"))
                         .clicked()
                     {
-                        if muted {
-                            st.muted.remove(&group);
-                        } else {
-                            st.muted.insert(group.clone());
-                        }
                         cmds.push(Command::Transport(PlayerCommand::SetMuted {
-                            group: group_pattern(&group),
+                            group: pattern.clone(),
                             muted: !muted,
                         }));
                     }
                 });
             });
         });
-        let dim = st.muted.contains(&group) || st.solo.as_ref().is_some_and(|s| s != &group);
+        let pattern = group_pattern(&group);
+        let dim = model.playback.muted.contains(&pattern)
+            || model.playback.solo.as_ref().is_some_and(|s| *s != pattern);
         for path in paths {
             param_row(ui, model, st, cmds, &group, &path, dim, now);
         }
@@ -140,7 +148,12 @@ fn param_row(
         .as_ref()
         .filter(|(p, _)| p == path)
         .map(|(_, v)| *v);
-    let value = dragging.or(live.map(|p| p.value));
+    // while scrubbing: the exact state under the scrub bar's pointer
+    let scrubbed = st
+        .scrub_state
+        .as_ref()
+        .and_then(|(_, values)| values.get(path).copied());
+    let value = dragging.or(scrubbed).or(live.map(|p| p.value));
     let pin = model.pin_left_ms(path);
     let flash = model.flash(path, now);
 

@@ -9,19 +9,20 @@
 
 pub mod control;
 pub mod export;
+pub mod history;
 pub mod model;
 pub mod settings;
+pub mod timeline;
 pub mod workers;
 
 mod browser;
 mod live;
-mod mods;
+pub mod mods;
 mod status;
-mod timeline;
-mod transport;
+pub mod transport;
 mod widgets;
 
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -32,6 +33,7 @@ pub use model::Model;
 pub use settings::Settings;
 pub use workers::{Command, PlayerCommand, WorkerMsg};
 
+use timeline::view::{ViewCommand, ViewResponse};
 use workers::Outbox;
 
 /// The window title.
@@ -50,6 +52,8 @@ pub struct Launch {
     pub options: Vec<(String, String)>,
     /// A session file to load at start (`--open`).
     pub open: Option<PathBuf>,
+    /// The live history budget to set, in MB (`--history-mb`).
+    pub history_mb: Option<u32>,
 }
 
 /// Why the window could not be opened.
@@ -71,6 +75,12 @@ pub enum AppError {
 /// keeps meters and plots fluid without a software renderer (no GPU) eating a
 /// whole core.
 const LIVE_FRAME: Duration = Duration::from_millis(33);
+
+/// Below this width the Live panel starts folded.
+const NARROW: f32 = 900.0;
+
+/// The playhead moves at about the display rate.
+const DISPLAY_FRAME: Duration = Duration::from_millis(16);
 
 /// Opens the window and runs until it is closed (or SIGTERM/SIGINT).
 pub fn run(launch: Launch) -> Result<(), AppError> {
@@ -120,40 +130,57 @@ pub enum Tab {
 }
 
 /// Window-only state: what the performer is doing with the controls.
+/// Playback state is not here: it is the player's, in [`Model::playback`].
 #[derive(Debug, Default)]
 pub struct UiState {
     /// The middle view.
     pub tab: Tab,
-    /// Speed shown on the slider.
-    pub speed: f64,
-    /// Loop on.
-    pub loop_on: bool,
-    /// Loop start (session `ts_ms`).
-    pub loop_a: Option<i64>,
-    /// Loop end (session `ts_ms`).
-    pub loop_b: Option<i64>,
-    /// Muted groups.
-    pub muted: BTreeSet<String>,
-    /// The soloed group.
-    pub solo: Option<String>,
     /// A value being dragged: (path, value).
     pub dragging: Option<(String, f64)>,
-    /// The scrub bar's drag position (session `ts_ms`) and when a seek was last sent.
-    pub scrub: Option<(i64, Option<Instant>)>,
-    /// Visible time range of the timeline (`None`: the whole session).
-    pub timeline_view: Option<(i64, i64)>,
+    /// A scrub of the scrub bar in progress.
+    pub scrub: Option<timeline::scrub::Scrub>,
+    /// While scrubbing: the instant and the session's exact state there (the Live panel shows it).
+    pub scrub_state: Option<(i64, BTreeMap<String, f64>)>,
+    /// The view of the loaded session (timeline and mod buses).
+    pub session_view: timeline::view::TimeView,
+    /// The view of the live history.
+    pub live_view: timeline::view::TimeView,
+    /// The timeline and mod buses show the live history instead of the session.
+    pub show_live: bool,
+    /// Lanes: collapsed groups, caches, hover readout.
+    pub timeline: timeline::TimelineState,
+    /// The mod buses' cache.
+    pub mods_cache: timeline::LaneCache,
+    /// The scrub bar's density cache.
+    pub density: timeline::scrub::DensityCache,
     /// The settings being edited.
     pub settings_draft: Settings,
     /// The last load failure was dismissed.
     pub failure_dismissed: bool,
-    /// The mod view shows the loaded session instead of live values.
-    pub mods_session: bool,
-    /// Cached per-pixel buckets of the timeline and mod plots.
-    pub caches: timeline::Caches,
     /// The pin duration in force (for the countdown bar).
     pub pin_ms: i64,
+    /// The path typed in the Sessions view's path field.
+    pub open_path: String,
+    /// The system file dialog could not be shown (why), so the path field is offered.
+    pub dialog_failed: Option<String>,
+    /// The Live side panel: shown or folded by the performer (`None`: folded
+    /// when the window is narrow).
+    pub side_shown: Option<bool>,
     /// The Sessions view's export job.
     pub export: export::ExportPanel,
+}
+
+impl UiState {
+    fn new(settings: &Settings) -> UiState {
+        UiState {
+            tab: Tab::Timeline,
+            settings_draft: settings.clone(),
+            session_view: timeline::view::TimeView::session(),
+            live_view: timeline::view::TimeView::live(),
+            show_live: true,
+            ..UiState::default()
+        }
+    }
 }
 
 /// The app: model, channels, settings, and the panels that draw them.
@@ -188,6 +215,10 @@ impl IntegratorApp {
         }
         bus.options.extend(launch.options);
         let open = launch.open;
+        let mut saved = saved;
+        if let Some(mb) = launch.history_mb {
+            saved.history_mb = mb;
+        }
         if let Err(e) = workers::spawn_signal_watcher(outbox.clone()) {
             log::warn!("cannot watch for SIGTERM: {e}");
         }
@@ -225,16 +256,15 @@ impl IntegratorApp {
         outbox: Outbox,
     ) -> IntegratorApp {
         IntegratorApp {
-            model: Model::new(),
             inbox,
             commands,
             outbox,
             control: None,
-            ui: UiState {
-                tab: Tab::Mods,
-                speed: 1.0,
-                settings_draft: settings.clone(),
-                ..UiState::default()
+            ui: UiState::new(&settings),
+            model: {
+                let mut m = Model::new();
+                m.history.set_budget(settings.history_bytes());
+                m
             },
             settings,
             started: Instant::now(),
@@ -277,6 +307,16 @@ impl IntegratorApp {
         &self.ui
     }
 
+    /// The window-only state, to set a view up (tests and benches).
+    pub fn ui_state_mut(&mut self) -> &mut UiState {
+        &mut self.ui
+    }
+
+    /// Whether every worker message has been applied.
+    pub fn inbox_is_empty(&self) -> bool {
+        self.inbox.is_empty()
+    }
+
     /// Seconds since the app started (the model's clock).
     fn now(&self) -> f64 {
         self.started.elapsed().as_secs_f64()
@@ -298,17 +338,17 @@ impl IntegratorApp {
                 }
                 WorkerMsg::Loaded(s) => {
                     self.settings.remember(s.path.clone());
-                    self.ui.loop_on = false;
-                    self.ui.loop_a = Some(s.range.0);
-                    self.ui.loop_b = Some(s.range.1);
-                    self.ui.timeline_view = None;
-                    self.ui.muted.clear();
-                    self.ui.solo = None;
-                    self.ui.speed = 1.0;
-                    if self.ui.tab != Tab::Settings {
+                    self.ui.session_view.reset();
+                    self.ui.show_live = false;
+                    self.ui.scrub = None;
+                    self.ui.scrub_state = None;
+                    self.ui.timeline.hover = None;
+                    // the timeline and mod buses now show the session
+                    if !matches!(self.ui.tab, Tab::Settings | Tab::Mods) {
                         self.ui.tab = Tab::Timeline;
                     }
                 }
+                WorkerMsg::DialogUnavailable(why) => self.ui.dialog_failed = Some(why.clone()),
                 WorkerMsg::LoadFailed(_) => {
                     self.ui.failure_dismissed = false;
                     self.ui.tab = Tab::Sessions;
@@ -340,7 +380,18 @@ impl IntegratorApp {
         }
     }
 
-    /// Draws one frame: drain, keyboard, panels, commands.
+    /// The source the timeline and mod buses show.
+    fn source(&self) -> Option<timeline::Source<'_>> {
+        match (&self.model.session, self.ui.show_live) {
+            (Some(s), false) => Some(timeline::Source::Session(s)),
+            _ => Some(timeline::Source::Live(
+                &self.model.history,
+                self.model.live_generation,
+            )),
+        }
+    }
+
+    /// Draws one frame: drain, keyboard, panels, view commands, worker commands, repaint.
     pub fn ui(&mut self, ui: &mut egui::Ui) {
         let ctx = ui.ctx().clone();
         let more = self.drain();
@@ -360,49 +411,115 @@ impl IntegratorApp {
             self.open(path, false);
         }
         self.ui.pin_ms = self.settings.pin_ms;
-        transport::shortcuts(
-            &ctx,
-            &self.model,
-            &mut self.ui,
-            &self.settings,
-            &mut self.pending,
-        );
         let now = self.now();
+        let playhead = self.model.playhead_ms(now);
+        let bounds = self.model.session.as_ref().map(|s| s.range);
+        let record = self.settings.record();
+        let mut view_cmds = Vec::new();
+        let showing_session = self.model.session.is_some() && !self.ui.show_live;
 
-        egui::Panel::top("transport")
-            .frame(
-                egui::Frame::side_top_panel(ui.style())
-                    .inner_margin(egui::Margin::symmetric(10, 8)),
-            )
-            .show(ui, |ui| {
-                transport::transport_ui(
-                    ui,
-                    &self.model,
-                    &mut self.ui,
-                    &self.settings,
-                    &mut self.pending,
-                );
-                ui.add_space(4.0);
-                ui.horizontal(|ui| {
-                    transport::position_ui(ui, &self.model);
-                    timeline::scrub_ui(ui, &self.model, &mut self.ui, &mut self.pending);
+        {
+            let view = if showing_session {
+                &self.ui.session_view
+            } else {
+                &self.ui.live_view
+            };
+            let input = transport::TransportIn {
+                recorder: &self.model.recorder,
+                playback: &self.model.playback,
+                bounds,
+                playhead,
+                view: &self.ui.session_view,
+                record: &record,
+            };
+            let zoom_at = matches!(self.ui.tab, Tab::Timeline | Tab::Mods)
+                .then(|| self.source().and_then(|s| s.bounds()))
+                .flatten()
+                .map(|b| {
+                    let (a, z) = view.visible(b);
+                    if showing_session && (a..=z).contains(&playhead) {
+                        playhead
+                    } else {
+                        a + (z - a) / 2
+                    }
                 });
-            });
+            transport::shortcuts(&ctx, &input, zoom_at, &mut self.pending, &mut view_cmds);
+
+            egui::Panel::top("transport")
+                .frame(
+                    egui::Frame::side_top_panel(ui.style())
+                        .inner_margin(egui::Margin::symmetric(10, 8)),
+                )
+                .show(ui, |ui| {
+                    transport::transport_ui(ui, &input, &mut self.pending, &mut view_cmds);
+                    ui.add_space(4.0);
+                    ui.horizontal(|ui| {
+                        transport::position_ui(
+                            ui,
+                            &self.model,
+                            self.ui.scrub.map_or(playhead, |d| d.t),
+                        );
+                        match &self.model.session {
+                            Some(s) => {
+                                let visible = self
+                                    .ui
+                                    .session_view
+                                    .zoomed()
+                                    .then(|| self.ui.session_view.visible(s.range));
+                                timeline::scrub::scrub_ui(
+                                    ui,
+                                    timeline::scrub::ScrubIn {
+                                        session: s,
+                                        playhead,
+                                        playing: self.model.playback.state
+                                            == workers::PlayState::Playing,
+                                        loop_range: self.model.playback.loop_range,
+                                        visible,
+                                    },
+                                    &mut self.ui.scrub,
+                                    &mut self.ui.density,
+                                    &mut self.pending,
+                                );
+                            }
+                            None => timeline::scrub::empty_ui(ui),
+                        }
+                    });
+                });
+        }
         egui::Panel::bottom("status")
             .frame(
                 egui::Frame::side_top_panel(ui.style())
                     .inner_margin(egui::Margin::symmetric(10, 4)),
             )
             .show(ui, |ui| status::status_ui(ui, &self.model, now));
-        egui::Panel::left("live")
-            .resizable(true)
-            .default_size(380.0)
-            .size_range(280.0..=700.0)
-            .show(ui, |ui| {
-                live::live_ui(ui, &self.model, &mut self.ui, &mut self.pending, now);
-            });
+        // the scrubbed instant's exact state, for the Live panel
+        self.update_scrub_state();
+        let narrow = ui.available_width() < NARROW;
+        let side_shown = self.ui.side_shown.unwrap_or(!narrow);
+        if side_shown {
+            egui::Panel::left("live")
+                .resizable(true)
+                .default_size(if narrow { 280.0 } else { 380.0 })
+                .size_range(240.0..=700.0)
+                .show(ui, |ui| {
+                    live::live_ui(ui, &self.model, &mut self.ui, &mut self.pending, now);
+                });
+        }
         egui::CentralPanel::default().show(ui, |ui| {
-            ui.horizontal(|ui| {
+            ui.horizontal_wrapped(|ui| {
+                let (icon, hover) = if side_shown {
+                    ("◀", "Hide the Live panel")
+                } else {
+                    ("▶", "Show the Live panel")
+                };
+                if ui
+                    .button(icon)
+                    .on_hover_text(hover)
+                    .accessible_name("Live panel")
+                    .clicked()
+                {
+                    self.ui.side_shown = Some(!side_shown);
+                }
                 for (tab, name) in [
                     (Tab::Timeline, "Timeline"),
                     (Tab::Mods, "Mod buses"),
@@ -418,10 +535,7 @@ impl IntegratorApp {
             });
             ui.separator();
             match self.ui.tab {
-                Tab::Timeline => {
-                    timeline::timeline_ui(ui, &self.model, &mut self.ui, &mut self.pending)
-                }
-                Tab::Mods => mods::mods_ui(ui, &self.model, &mut self.ui, now),
+                Tab::Timeline | Tab::Mods => self.time_views_ui(ui, playhead, &mut view_cmds),
                 Tab::Sessions => browser::browser_ui(
                     ui,
                     &self.model,
@@ -434,32 +548,168 @@ impl IntegratorApp {
                     ui,
                     &mut self.ui.settings_draft,
                     &mut self.settings,
+                    &self.model.bus,
                     &self.outbox,
                     &mut self.pending,
                 ),
             }
         });
+        // the budget may have changed in Settings
+        if self.model.history.budget() != self.settings.history_bytes() {
+            self.model.history.set_budget(self.settings.history_bytes());
+        }
 
+        let mut changed = self.apply_view(view_cmds);
+        if showing_session && self.model.playback.state == workers::PlayState::Playing {
+            let b = bounds.unwrap_or_default();
+            changed = changed.or(self.ui.session_view.follow_playhead(playhead, b));
+        }
         self.send_pending();
-        if more {
+        if more || changed.range_changed {
             ctx.request_repaint();
-        } else if self.animating(now) {
-            ctx.request_repaint_after(Duration::from_millis(33));
+        } else if let Some(after) = self.next_frame(now) {
+            ctx.request_repaint_after(after);
         }
     }
 
-    /// Whether something on screen moves by itself (flash, playback, recording, loading).
-    fn animating(&self, now: f64) -> bool {
+    /// The Timeline or Mod buses tab with its toolbar.
+    fn time_views_ui(
+        &mut self,
+        ui: &mut egui::Ui,
+        playhead: i64,
+        view_cmds: &mut Vec<ViewCommand>,
+    ) {
+        let has_session = self.model.session.is_some();
+        if !has_session {
+            self.ui.show_live = true;
+        }
+        let showing_session = has_session && !self.ui.show_live;
+        let source = match (&self.model.session, showing_session) {
+            (Some(s), true) => timeline::Source::Session(s),
+            _ => timeline::Source::Live(&self.model.history, self.model.live_generation),
+        };
+        let view = if showing_session {
+            &self.ui.session_view
+        } else {
+            &self.ui.live_view
+        };
+        timeline::toolbar_ui(
+            ui,
+            source,
+            view,
+            has_session,
+            &mut self.ui.show_live,
+            view_cmds,
+        );
+        let playhead = showing_session.then(|| self.ui.scrub.map_or(playhead, |d| d.t));
+        if self.ui.tab == Tab::Timeline {
+            timeline::timeline_ui(
+                ui,
+                timeline::TimelineIn {
+                    source,
+                    view,
+                    playhead,
+                    loop_range: if showing_session {
+                        self.model.playback.loop_range
+                    } else {
+                        None
+                    },
+                    pins: &self.model.playback.pins,
+                },
+                &mut self.ui.timeline,
+                &mut self.pending,
+                view_cmds,
+            );
+        } else {
+            mods::mods_ui(
+                ui,
+                mods::ModsIn {
+                    source,
+                    view,
+                    playhead,
+                    live: &self.model.mods,
+                },
+                &mut self.ui.mods_cache,
+                view_cmds,
+            );
+        }
+    }
+
+    /// Applies the frame's view commands to the view shown; a changed loop
+    /// selection goes to the player while it loops.
+    fn apply_view(&mut self, cmds: Vec<ViewCommand>) -> ViewResponse {
+        let mut all = ViewResponse::default();
+        let showing_session = self.model.session.is_some() && !self.ui.show_live;
+        for cmd in cmds {
+            let loop_cmd = matches!(cmd, ViewCommand::SetLoopA(_) | ViewCommand::SetLoopB(_));
+            let (view, bounds) = if showing_session || loop_cmd {
+                let Some(s) = &self.model.session else {
+                    continue;
+                };
+                (&mut self.ui.session_view, s.range)
+            } else {
+                let Some(b) = self.model.history.range() else {
+                    continue;
+                };
+                (&mut self.ui.live_view, b)
+            };
+            let resp = view.apply(cmd, bounds);
+            if let Some(range) = resp.loop_changed {
+                if self.model.playback.loop_range.is_some() {
+                    self.pending
+                        .push(Command::Transport(PlayerCommand::SetLoop(Some(range))));
+                }
+            }
+            all = all.or(resp);
+        }
+        all
+    }
+
+    /// While scrubbing: the session's exact state at the scrubbed instant.
+    fn update_scrub_state(&mut self) {
+        let (Some(d), Some(s)) = (self.ui.scrub, &self.model.session) else {
+            self.ui.scrub_state = None;
+            return;
+        };
+        if self.ui.scrub_state.as_ref().is_some_and(|(t, _)| *t == d.t) {
+            return;
+        }
+        let values = s
+            .session
+            .state_at(d.t)
+            .into_iter()
+            .map(|(id, v)| (s.session.name(id).to_owned(), v))
+            .collect();
+        self.ui.scrub_state = Some((d.t, values));
+    }
+
+    /// When the next frame is due with no new message: at the display rate
+    /// while playing or scrubbing, at 30 Hz while something flashes, at 10 Hz
+    /// for pin countdowns and recording clocks, and never when at rest.
+    fn next_frame(&self, now: f64) -> Option<Duration> {
         use workers::PlayState;
-        self.model.playback.state == PlayState::Playing
-            || self.model.recorder.is_active()
-            || matches!(self.model.load, model::LoadView::Loading { .. })
+        if self.model.playback.state == PlayState::Playing || self.ui.scrub.is_some() {
+            return Some(DISPLAY_FRAME);
+        }
+        let flashing = self
+            .model
+            .params
+            .values()
+            .any(|p| now - p.changed_at < model::FLASH_S);
+        if flashing || matches!(self.model.load, model::LoadView::Loading { .. }) {
+            return Some(LIVE_FRAME);
+        }
+        if self.model.recorder.is_active()
             || self
                 .model
-                .params
-                .values()
-                .any(|p| now - p.changed_at < model::FLASH_S)
-            || !self.model.playback.pins.is_empty()
+                .playback
+                .pins
+                .iter()
+                .any(|p| p.held || p.left_ms > 0)
+        {
+            return Some(Duration::from_millis(100));
+        }
+        None
     }
 
     /// Stops the workers (finalizing a recording). Called on exit; also on drop.

@@ -7,15 +7,14 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::path::PathBuf;
 
+use super::history::LiveHistory;
 use super::workers::{
-    BusCounters, LinkState, LiveMsg, LoadFailure, LoadedSession, PlayState, PlaybackStatus,
+    BusCounters, LinkState, LiveMsg, LoadFailure, LoadedSession, PlayState, PlayerStatus,
     RecordingStats, SessionFileInfo, WorkerMsg,
 };
 
 /// Number of mod buses (`bus.0` .. `bus.15`).
 pub const MOD_BUSES: usize = 16;
-/// Seconds of live mod history kept per bus.
-pub const MOD_HISTORY_S: f64 = 10.0;
 /// Recent events kept for the list.
 pub const RECENT_EVENTS: usize = 200;
 /// Notices kept.
@@ -82,13 +81,11 @@ pub struct Meter {
     pub at: f64,
 }
 
-/// One mod bus, live.
+/// One mod bus, live (its past is in the [`LiveHistory`] as lane `bus.N`).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ModBus {
     /// Latest value.
     pub value: Option<f64>,
-    /// (model time, value), the last [`MOD_HISTORY_S`] seconds.
-    pub history: VecDeque<(f64, f64)>,
 }
 
 /// An event in the recent list.
@@ -208,8 +205,14 @@ pub struct Model {
     pub load: LoadView,
     /// The loaded session, if any.
     pub session: Option<LoadedSession>,
-    /// The player.
-    pub playback: PlaybackStatus,
+    /// The player, as the engine last reported it (the only copy the window has).
+    pub playback: PlayerStatus,
+    /// Model time of that report (the playhead moves on from it while playing).
+    pub playback_at: f64,
+    /// Everything seen live, within its memory budget.
+    pub history: LiveHistory,
+    /// Bumped whenever something the live timeline draws changes.
+    pub live_generation: u64,
     /// The sessions folder.
     pub browser: BrowserView,
     /// Messages for the performer, newest last.
@@ -223,9 +226,9 @@ impl Model {
     pub fn new() -> Model {
         Model {
             mods: vec![ModBus::default(); MOD_BUSES],
-            playback: PlaybackStatus {
+            playback: PlayerStatus {
                 speed: 1.0,
-                ..PlaybackStatus::default()
+                ..PlayerStatus::default()
             },
             ..Model::default()
         }
@@ -333,11 +336,12 @@ impl Model {
             }
             WorkerMsg::Loaded(session) => {
                 self.load = LoadView::Idle;
-                self.playback = PlaybackStatus {
+                self.playback = PlayerStatus {
                     position_ms: session.range.0,
                     speed: 1.0,
-                    ..PlaybackStatus::default()
+                    ..PlayerStatus::default()
                 };
+                self.playback_at = now;
                 self.session = Some(session);
             }
             WorkerMsg::LoadFailed(f) => self.load = LoadView::Failed(f),
@@ -345,7 +349,10 @@ impl Model {
                 self.load = LoadView::Idle;
                 self.notice("loading cancelled".to_owned(), now);
             }
-            WorkerMsg::Playback(status) => self.playback = status,
+            WorkerMsg::Playback(status) => {
+                self.playback = status;
+                self.playback_at = now;
+            }
             WorkerMsg::PlaybackError(e) => self.notice(format!("playback: {e}"), now),
             WorkerMsg::PlaybackFinished => {
                 if self.playback.state == PlayState::Playing {
@@ -371,6 +378,7 @@ impl Model {
             WorkerMsg::ScanDone => self.browser.scanning = false,
             // acted on by the window: it sends Open, or edits the settings draft
             WorkerMsg::FileChosen(_) | WorkerMsg::FolderChosen(_) => {}
+            WorkerMsg::DialogUnavailable(why) => self.notice(why, now),
             WorkerMsg::Terminate => self.terminate = true,
         }
     }
@@ -380,44 +388,25 @@ impl Model {
             LiveMsg::Param {
                 path,
                 value,
+                value_mapped,
                 actor,
                 producer,
-                ..
-            } => match self.params.get_mut(&path) {
-                Some(p) => {
-                    if p.value != value {
-                        p.changed_at = now;
-                    }
-                    p.value = value;
-                    p.actor = actor;
-                    p.producer = producer;
-                }
-                None => {
-                    self.params.insert(
-                        path,
-                        ParamView {
-                            value,
-                            changed_at: now,
-                            actor,
-                            producer,
-                        },
-                    );
-                }
-            },
-            LiveMsg::Mod { bus, value, .. } => {
+                ts_ms,
+            } => {
+                self.history
+                    .push_value(&path, ts_ms, value, value_mapped, &actor, &producer);
+                self.live_generation += 1;
+                self.set_param(path, value, actor, producer, now);
+            }
+            LiveMsg::Mod { bus, value, ts_ms } => {
                 let Some(slot) = usize::try_from(bus).ok().and_then(|b| self.mods.get_mut(b))
                 else {
                     return;
                 };
                 slot.value = Some(value);
-                slot.history.push_back((now, value));
-                while slot
-                    .history
-                    .front()
-                    .is_some_and(|(t, _)| now - t > MOD_HISTORY_S)
-                {
-                    slot.history.pop_front();
-                }
+                self.history
+                    .push_value(&format!("bus.{bus}"), ts_ms, value, None, "mod", "");
+                self.live_generation += 1;
             }
             LiveMsg::Audio { source, peak, rms } => {
                 self.meters.insert(source, Meter { peak, rms, at: now });
@@ -427,18 +416,47 @@ impl Model {
                 event_type,
                 detail,
                 actor,
-            } => self.push_event(EventLine {
-                ts_ms,
-                kind: event_type,
-                detail,
-                actor,
-            }),
+                marker,
+            } => {
+                self.history.push_marker(marker);
+                self.live_generation += 1;
+                self.push_event(EventLine {
+                    ts_ms,
+                    kind: event_type,
+                    detail,
+                    actor,
+                });
+            }
             LiveMsg::State { key, ts_ms } => self.push_event(EventLine {
                 ts_ms,
                 kind: format!("state:{key}"),
                 detail: String::new(),
                 actor: "preset".to_owned(),
             }),
+        }
+    }
+
+    fn set_param(&mut self, path: String, value: f64, actor: String, producer: String, now: f64) {
+        match self.params.get_mut(&path) {
+            Some(p) => {
+                if p.value != value {
+                    p.changed_at = now;
+                }
+                p.value = value;
+                p.actor = actor;
+                p.producer = producer;
+            }
+            None => {
+                self.params.insert(
+                    path,
+                    ParamView {
+                        value,
+                        changed_at: now,
+                        actor,
+                        producer,
+                    },
+                );
+            }
         }
     }
 
@@ -474,8 +492,8 @@ impl Model {
         self.playback
             .pins
             .iter()
-            .find(|(p, _)| p == path)
-            .map(|(_, ms)| *ms)
+            .find(|p| p.path == path)
+            .map(|p| p.left_ms)
             .filter(|ms| *ms > 0)
     }
 
@@ -483,21 +501,31 @@ impl Model {
     /// mod, master, others); includes the loaded session's paths so they are
     /// listed before any value arrives.
     pub fn grouped_paths(&self) -> Vec<(String, Vec<String>)> {
-        let mut groups: BTreeMap<GroupKey, Vec<String>> = BTreeMap::new();
         let session_paths = self.session.iter().flat_map(|s| s.param_paths.iter());
-        let mut all: Vec<&String> = self.params.keys().chain(session_paths).collect();
-        all.sort();
-        all.dedup();
-        for path in all {
-            groups
-                .entry(GroupKey::of(path))
-                .or_default()
-                .push(path.clone());
+        group_paths(self.params.keys().chain(session_paths).map(String::as_str))
+    }
+
+    /// The playhead (session `ts_ms`) at model time `now`: the last report,
+    /// moved on by the time since at the reported speed while playing (the
+    /// player reports on a bounded cadence; this keeps the playhead smooth
+    /// between reports), kept inside the loop and the session.
+    pub fn playhead_ms(&self, now: f64) -> i64 {
+        let p = &self.playback;
+        let mut pos = p.position_ms;
+        if p.state == PlayState::Playing {
+            let ahead =
+                ((now - self.playback_at).clamp(0.0, 0.25) * 1000.0 * p.speed).round() as i64;
+            pos += ahead;
+            if let Some((a, b)) = p.loop_range {
+                if pos > b && p.position_ms <= b {
+                    pos = a + (pos - b).min(b - a);
+                }
+            }
         }
-        groups
-            .into_iter()
-            .map(|(k, paths)| (k.name(), paths))
-            .collect()
+        match &self.session {
+            Some(s) => pos.clamp(s.range.0, s.range.1),
+            None => pos,
+        }
     }
 
     /// The playhead relative to the loaded session's start, in ms.
@@ -506,6 +534,25 @@ impl Model {
             (self.playback.position_ms - s.range.0).clamp(0, s.duration_ms())
         })
     }
+}
+
+/// Paths by group, groups in display order (gen.N by N, then mod, master,
+/// others), each group's paths sorted and unique.
+pub fn group_paths<'a>(paths: impl IntoIterator<Item = &'a str>) -> Vec<(String, Vec<String>)> {
+    let mut all: Vec<&str> = paths.into_iter().collect();
+    all.sort_unstable();
+    all.dedup();
+    let mut groups: BTreeMap<GroupKey, Vec<String>> = BTreeMap::new();
+    for path in all {
+        groups
+            .entry(GroupKey::of(path))
+            .or_default()
+            .push(path.to_owned());
+    }
+    groups
+        .into_iter()
+        .map(|(k, paths)| (k.name(), paths))
+        .collect()
 }
 
 /// Orders parameter groups for display.
@@ -555,13 +602,18 @@ pub fn group_pattern(group: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::app::workers::{LatenessView, RecordingStats};
+    use crate::app::timeline::lod::Series;
+    use crate::app::timeline::markers::Marker;
+    use crate::app::workers::RecordingStats;
+    use crate::engine::player::PinStatus;
+    use crate::engine::Lateness;
     use std::sync::Arc;
 
     fn param(path: &str, value: f64) -> LiveMsg {
         LiveMsg::Param {
             path: path.to_owned(),
             value,
+            value_mapped: None,
             actor: "user".to_owned(),
             producer: "python.gui".to_owned(),
             ts_ms: 1,
@@ -662,6 +714,7 @@ mod tests {
             event_type: "note_on".into(),
             detail: "note=60".into(),
             actor: "midi".into(),
+            marker: Marker::from_event(5, "note_on", &[]),
         });
         batch.push(LiveMsg::State {
             key: "preset".into(),
@@ -669,22 +722,16 @@ mod tests {
         });
         m.apply(WorkerMsg::Live(batch), 0.0);
         assert_eq!(m.mods[3].value, Some(39.0));
-        assert_eq!(m.mods[3].history.len(), 40);
+        let lane = m.history.lane("bus.3").unwrap();
+        assert_eq!(lane.len(), 40, "the bus's past is in the live history");
+        assert_eq!(lane.value(lane.end() - 1), 39.0);
+        assert!(m.history.lane("bus.99").is_none());
         assert_eq!(m.mods.len(), MOD_BUSES);
         assert_eq!(m.meters["master"].peak, 0.8);
         assert_eq!(m.events.len(), 2);
         assert_eq!(m.events[0].kind, "note_on");
         assert_eq!(m.events[1].kind, "state:preset");
-        // history ages out
-        m.apply(
-            WorkerMsg::Live(vec![LiveMsg::Mod {
-                bus: 3,
-                value: 0.5,
-                ts_ms: 99,
-            }]),
-            MOD_HISTORY_S + 1.0,
-        );
-        assert_eq!(m.mods[3].history.len(), 1);
+        assert_eq!(m.history.markers().len(), 1);
         // the event list is bounded
         let many = (0..RECENT_EVENTS + 10)
             .map(|i| LiveMsg::Event {
@@ -692,6 +739,7 @@ mod tests {
                 event_type: "x".into(),
                 detail: String::new(),
                 actor: "user".into(),
+                marker: Marker::from_event(i as i64, "x", &[]),
             })
             .collect();
         m.apply(WorkerMsg::Live(many), 20.0);
@@ -765,7 +813,7 @@ mod tests {
 
     fn fixture() -> LoadedSession {
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../shared/fixtures/small-60s.msgpack");
+            .join("tests/data/v1/small-60s.msgpack");
         let s = crate::session::Session::open(&path).expect("fixture loads");
         LoadedSession::new(Arc::new(s), false)
     }
@@ -823,22 +871,35 @@ mod tests {
     #[test]
     fn playback_status_pins_and_finish() {
         let mut m = Model::new();
-        let status = PlaybackStatus {
+        let status = PlayerStatus {
             state: PlayState::Playing,
             position_ms: 1234,
             speed: 2.0,
             loop_range: Some((1000, 2000)),
             dispatched: 5,
             skipped_pinned: 1,
-            lateness: LatenessView {
+            lateness: Lateness {
                 p50_us: 100.0,
                 p99_us: 900.0,
                 max_us: 1500.0,
+                count: 5,
             },
-            pins: vec![("gen.1.cutoff".into(), 2500), ("gen.2.drive".into(), 0)],
+            pins: vec![
+                PinStatus {
+                    path: "gen.1.cutoff".into(),
+                    held: false,
+                    left_ms: 2500,
+                },
+                PinStatus {
+                    path: "gen.2.drive".into(),
+                    held: false,
+                    left_ms: 0,
+                },
+            ],
+            ..PlayerStatus::default()
         };
-        m.apply(WorkerMsg::Playback(status.clone()), 0.0);
-        assert_eq!(m.playback, status);
+        m.apply(WorkerMsg::Playback(status.clone()), 10.0);
+        assert_eq!(m.playback, status, "the engine's own status, as sent");
         assert_eq!(m.pin_left_ms("gen.1.cutoff"), Some(2500));
         assert_eq!(
             m.pin_left_ms("gen.2.drive"),
@@ -846,10 +907,28 @@ mod tests {
             "an expired pin is not shown"
         );
         assert_eq!(m.pin_left_ms("master.volume"), None);
-        m.apply(WorkerMsg::PlaybackError("sink gone".into()), 0.1);
+        // the playhead moves on between reports at the reported speed, and wraps in the loop
+        assert_eq!(m.playhead_ms(10.0), 1234);
+        assert_eq!(m.playhead_ms(10.1), 1434);
+        assert_eq!(m.playhead_ms(10.25), 1734);
+        assert_eq!(
+            m.playhead_ms(99.0),
+            1734,
+            "never more than 250 ms ahead of a report"
+        );
+        m.apply(
+            WorkerMsg::Playback(PlayerStatus {
+                position_ms: 1900,
+                ..status.clone()
+            }),
+            20.0,
+        );
+        assert_eq!(m.playhead_ms(20.1), 1100, "wrapped to the loop start");
+        m.apply(WorkerMsg::PlaybackError("sink gone".into()), 20.1);
         assert!(m.notices.back().unwrap().text.contains("sink gone"));
-        m.apply(WorkerMsg::PlaybackFinished, 0.2);
+        m.apply(WorkerMsg::PlaybackFinished, 20.2);
         assert_eq!(m.playback.state, PlayState::Paused);
+        assert_eq!(m.playhead_ms(30.0), 1900, "paused: it stays");
     }
 
     #[test]

@@ -4,8 +4,16 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+use egui::RichText;
+
+use super::model::BusView;
 use super::workers::{self, BusSettings, Command, Outbox, Pick, RecordSettings, WorkerMsg};
 use crate::kafka::StartFrom;
+
+/// Smallest and largest live-history budgets, MB.
+pub const MIN_HISTORY_MB: u32 = 4;
+/// See [`MIN_HISTORY_MB`].
+pub const MAX_HISTORY_MB: u32 = 4096;
 
 /// Most recent files remembered.
 pub const RECENT_FILES: usize = 10;
@@ -30,6 +38,8 @@ pub struct Settings {
     pub snapshot_interval_ms: i64,
     /// Recently opened session files, newest first.
     pub recent_files: Vec<PathBuf>,
+    /// Memory for the live history (values, mod buses, events), in MB.
+    pub history_mb: u32,
 }
 
 impl Default for Settings {
@@ -43,6 +53,7 @@ impl Default for Settings {
             pin_ms: 3000,
             snapshot_interval_ms: crate::session::SNAPSHOT_INTERVAL_MS,
             recent_files: Vec::new(),
+            history_mb: crate::app::history::DEFAULT_BUDGET_MB,
         }
     }
 }
@@ -86,6 +97,11 @@ impl Settings {
         }
     }
 
+    /// The live history's budget in bytes.
+    pub fn history_bytes(&self) -> usize {
+        self.history_mb.clamp(MIN_HISTORY_MB, MAX_HISTORY_MB) as usize * 1_000_000
+    }
+
     /// Puts a file at the top of the recent list.
     pub fn remember(&mut self, path: PathBuf) {
         self.recent_files.retain(|p| p != &path);
@@ -99,10 +115,43 @@ pub fn settings_ui(
     ui: &mut egui::Ui,
     draft: &mut Settings,
     saved: &mut Settings,
+    bus: &BusView,
+    outbox: &Outbox,
+    commands: &mut Vec<Command>,
+) {
+    egui::ScrollArea::vertical()
+        .id_salt("settings-scroll")
+        .auto_shrink([false, false])
+        .show(ui, |ui| {
+            settings_body(ui, draft, saved, bus, outbox, commands)
+        });
+}
+
+fn settings_body(
+    ui: &mut egui::Ui,
+    draft: &mut Settings,
+    saved: &mut Settings,
+    bus: &BusView,
     outbox: &Outbox,
     commands: &mut Vec<Command>,
 ) {
     ui.heading("Bus");
+    // what the workers actually connected to (a --brokers given at start wins over the setting)
+    let in_use = if bus.brokers.is_empty() {
+        "not connected yet".to_owned()
+    } else if bus.embedded {
+        format!("the embedded broker at {}", bus.brokers)
+    } else {
+        bus.brokers.clone()
+    };
+    ui.horizontal_wrapped(|ui| {
+        ui.label(RichText::new("In use:").strong());
+        ui.label(in_use)
+            .on_hover_text("The brokers the live view, recorder and replay use now");
+        if bus.demo {
+            ui.label(RichText::new("with the demo engine").weak());
+        }
+    });
     egui::Grid::new("settings-grid")
         .num_columns(2)
         .spacing([12.0, 8.0])
@@ -185,6 +234,18 @@ pub fn settings_ui(
                     .suffix(" ms"),
             )
             .on_hover_text("Pin duration");
+            ui.end_row();
+
+            ui.label("Live history");
+            ui.add(
+                egui::DragValue::new(&mut draft.history_mb)
+                    .range(MIN_HISTORY_MB..=MAX_HISTORY_MB)
+                    .speed(1)
+                    .suffix(" MB"),
+            )
+            .on_hover_text(
+                "Memory kept for live values, mod buses and events; the oldest go first",
+            );
             ui.end_row();
 
             ui.label("Snapshot interval");

@@ -4,7 +4,7 @@
 use egui::RichText;
 
 use super::model::{Model, RecorderView};
-use super::widgets::{fmt_clock, fmt_count, OK_GREEN, PLAYHEAD, REC_RED, WARN};
+use super::widgets::{elided_label, fmt_clock, fmt_count, OK_GREEN, PLAYHEAD, REC_RED, WARN};
 use super::workers::{LinkState, PlayState};
 
 /// How long a notice stays in the status bar.
@@ -12,7 +12,7 @@ const NOTICE_S: f64 = 8.0;
 
 /// The status bar.
 pub fn status_ui(ui: &mut egui::Ui, model: &Model, now: f64) {
-    ui.horizontal(|ui| {
+    ui.horizontal_wrapped(|ui| {
         ui.spacing_mut().item_spacing.x = 10.0;
         let bus = &model.bus;
         let (dot, color, words) = match &bus.link {
@@ -109,8 +109,10 @@ pub fn status_ui(ui: &mut egui::Ui, model: &Model, now: f64) {
         }
         if let Some(n) = model.notices.back().filter(|n| now - n.at < NOTICE_S) {
             ui.separator();
-            ui.label(RichText::new(&n.text).italics())
-                .on_hover_text("Latest message");
+            // long paths are cut in the middle; the whole message on hover
+            let w = ui.available_width().max(80.0);
+            elided_label(ui, &n.text, w, |t| RichText::new(t).italics())
+                .on_hover_text(format!("Latest message: {}", n.text));
         }
     });
 }

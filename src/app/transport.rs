@@ -1,13 +1,12 @@
 //! The transport bar (record, play/pause, stop, steps, speed, loop A–B,
 //! position) and its keyboard shortcuts.
 
-use egui::{Button, Key, Modifiers, RichText};
+use egui::{Button, Key, Modifiers, RichText, Vec2};
 
 use super::model::{Model, RecorderView};
-use super::settings::Settings;
+use super::timeline::view::{TimeView, ViewCommand, KEY_ZOOM};
 use super::widgets::{fmt_bytes, fmt_clock, fmt_count, PLAYHEAD, REC_RED};
-use super::workers::{Command, PlayState, PlayerCommand};
-use super::UiState;
+use super::workers::{Command, PlayState, PlayerCommand, PlayerStatus, RecordSettings};
 use crate::engine::player::SPEED_RANGE;
 
 /// Accessible names of the transport controls (tests click them by these).
@@ -40,79 +39,123 @@ pub mod names {
     pub const SET_B: &str = "Set loop end B";
 }
 
+/// What the transport reads: the recorder, the player's own status, the
+/// session's bounds, the playhead and the loop selection.
+#[derive(Debug, Clone, Copy)]
+pub struct TransportIn<'a> {
+    /// The recorder.
+    pub recorder: &'a RecorderView,
+    /// The player, as it reported itself.
+    pub playback: &'a PlayerStatus,
+    /// The loaded session's first and last instants.
+    pub bounds: Option<(i64, i64)>,
+    /// The playhead now.
+    pub playhead: i64,
+    /// The loop selection.
+    pub view: &'a TimeView,
+    /// Settings for a new recording.
+    pub record: &'a RecordSettings,
+}
+
+impl TransportIn<'_> {
+    fn playing(&self) -> bool {
+        self.playback.state == PlayState::Playing
+    }
+}
+
 /// Toggles recording.
-fn toggle_record(model: &Model, settings: &Settings, cmds: &mut Vec<Command>) {
-    match model.recorder {
-        RecorderView::Idle => cmds.push(Command::StartRecording(settings.record())),
+fn toggle_record(input: &TransportIn<'_>, cmds: &mut Vec<Command>) {
+    match input.recorder {
+        RecorderView::Idle => cmds.push(Command::StartRecording(input.record.clone())),
         RecorderView::Recording { .. } => cmds.push(Command::StopRecording),
         RecorderView::Starting | RecorderView::Stopping { .. } => {}
     }
 }
 
-fn play_pause(model: &Model, cmds: &mut Vec<Command>) {
-    cmds.push(Command::Transport(
-        if model.playback.state == PlayState::Playing {
-            PlayerCommand::Pause
-        } else {
-            PlayerCommand::Play
+fn play_pause(input: &TransportIn<'_>, cmds: &mut Vec<Command>) {
+    cmds.push(Command::Transport(if input.playing() {
+        PlayerCommand::Pause
+    } else {
+        PlayerCommand::Play
+    }));
+}
+
+/// Loop on (over the selection) or off: the player says which it is.
+fn toggle_loop(input: &TransportIn<'_>, cmds: &mut Vec<Command>) {
+    let range = match input.playback.loop_range {
+        Some(_) => None,
+        None => match input.bounds.and_then(|b| input.view.loop_range(b)) {
+            Some(r) => Some(r),
+            None => return,
         },
-    ));
-}
-
-/// The loop range to send for the current A/B points, if valid.
-fn loop_range(model: &Model, st: &UiState) -> Option<(i64, i64)> {
-    let s = model.session.as_ref()?;
-    let a = st.loop_a.unwrap_or(s.range.0);
-    let b = st.loop_b.unwrap_or(s.range.1);
-    (b > a).then_some((a, b))
-}
-
-fn set_loop(model: &Model, st: &mut UiState, on: bool, cmds: &mut Vec<Command>) {
-    st.loop_on = on;
-    let range = if on { loop_range(model, st) } else { None };
-    if on && range.is_none() {
-        st.loop_on = false;
-    }
+    };
     cmds.push(Command::Transport(PlayerCommand::SetLoop(range)));
 }
 
-/// Space play/pause, R record, Left/Right step, Home/End, L loop. Keys are
-/// consumed so a focused button does not also react to them; nothing
-/// happens while a text field has the keyboard.
+/// Space play/pause, R record, Left/Right one event, Shift+Left/Right one
+/// second, Home/End, L loop, +/- zoom. Keys are consumed so a focused
+/// button does not also react to them; nothing happens while a text field
+/// has the keyboard.
 pub fn shortcuts(
     ctx: &egui::Context,
-    model: &Model,
-    st: &mut UiState,
-    settings: &Settings,
+    input: &TransportIn<'_>,
+    zoom_at: Option<i64>,
     cmds: &mut Vec<Command>,
+    view_cmds: &mut Vec<ViewCommand>,
 ) {
     if ctx.text_edit_focused() {
         return;
     }
-    let pressed = |key: Key| ctx.input_mut(|i| i.consume_key(Modifiers::NONE, key));
-    if pressed(Key::Space) {
-        play_pause(model, cmds);
+    let pressed = |m: Modifiers, key: Key| ctx.input_mut(|i| i.consume_key(m, key));
+    if pressed(Modifiers::NONE, Key::Space) {
+        play_pause(input, cmds);
     }
-    if pressed(Key::R) {
-        toggle_record(model, settings, cmds);
+    if pressed(Modifiers::NONE, Key::R) {
+        toggle_record(input, cmds);
     }
-    if pressed(Key::ArrowLeft) {
+    if let Some((first, last)) = input.bounds {
+        if pressed(Modifiers::SHIFT, Key::ArrowLeft) {
+            let t = (input.playhead - 1000).max(first);
+            cmds.push(Command::Transport(PlayerCommand::Seek(t)));
+        }
+        if pressed(Modifiers::SHIFT, Key::ArrowRight) {
+            let t = (input.playhead + 1000).min(last);
+            cmds.push(Command::Transport(PlayerCommand::Seek(t)));
+        }
+    }
+    if pressed(Modifiers::NONE, Key::ArrowLeft) {
         cmds.push(Command::Transport(PlayerCommand::StepBack));
     }
-    if pressed(Key::ArrowRight) {
+    if pressed(Modifiers::NONE, Key::ArrowRight) {
         cmds.push(Command::Transport(PlayerCommand::StepForward));
     }
-    if let Some(s) = &model.session {
-        if pressed(Key::Home) {
-            cmds.push(Command::Transport(PlayerCommand::Seek(s.range.0)));
+    if let Some((first, last)) = input.bounds {
+        if pressed(Modifiers::NONE, Key::Home) {
+            cmds.push(Command::Transport(PlayerCommand::Seek(first)));
         }
-        if pressed(Key::End) {
-            cmds.push(Command::Transport(PlayerCommand::Seek(s.range.1)));
+        if pressed(Modifiers::NONE, Key::End) {
+            cmds.push(Command::Transport(PlayerCommand::Seek(last)));
         }
     }
-    if pressed(Key::L) {
-        let on = !st.loop_on;
-        set_loop(model, st, on, cmds);
+    if pressed(Modifiers::NONE, Key::L) {
+        toggle_loop(input, cmds);
+    }
+    if let Some(at) = zoom_at {
+        let zoom_in = pressed(Modifiers::NONE, Key::Plus)
+            || pressed(Modifiers::NONE, Key::Equals)
+            || pressed(Modifiers::SHIFT, Key::Equals);
+        if zoom_in {
+            view_cmds.push(ViewCommand::Zoom {
+                factor: KEY_ZOOM,
+                at,
+            });
+        }
+        if pressed(Modifiers::NONE, Key::Minus) {
+            view_cmds.push(ViewCommand::Zoom {
+                factor: 1.0 / KEY_ZOOM,
+                at,
+            });
+        }
     }
 }
 
@@ -120,217 +163,244 @@ fn big(text: &str) -> RichText {
     RichText::new(text).size(16.0)
 }
 
-/// The transport bar.
+/// Width of the speed label and slider.
+const SPEED_W: f32 = 230.0;
+
+/// Width kept for the recorder's figures, so nothing moves when a recording starts.
+const RECORDER_W: f32 = 250.0;
+
+/// The transport bar; wraps onto more rows in a narrow window.
 pub fn transport_ui(
     ui: &mut egui::Ui,
-    model: &Model,
-    st: &mut UiState,
-    settings: &Settings,
+    input: &TransportIn<'_>,
     cmds: &mut Vec<Command>,
+    view_cmds: &mut Vec<ViewCommand>,
 ) {
-    let has_session = model.session.is_some();
-    ui.horizontal(|ui| {
+    ui.horizontal_wrapped(|ui| {
         ui.spacing_mut().item_spacing.x = 6.0;
-        // --- recording
-        match &model.recorder {
-            RecorderView::Idle => {
-                let b = Button::new(big("⏺ Record").color(REC_RED)).min_size([96.0, 30.0].into());
-                if ui
-                    .add(b)
-                    .on_hover_text("Record the bus into a new session file (R)")
-                    .accessible_name(names::RECORD)
-                    .clicked()
-                {
-                    toggle_record(model, settings, cmds);
-                }
-            }
-            RecorderView::Starting => {
-                ui.add_enabled(
-                    false,
-                    Button::new(big("⏺ Starting…")).min_size([96.0, 30.0].into()),
-                )
-                .accessible_name(names::RECORD);
-            }
-            RecorderView::Recording { path, stats } | RecorderView::Stopping { path, stats } => {
-                let b = Button::new(big("⏹ Stop rec").color(egui::Color32::WHITE))
-                    .fill(REC_RED)
-                    .min_size([96.0, 30.0].into());
-                if ui
-                    .add(b)
-                    .on_hover_text("Finish the recording (R)")
-                    .accessible_name(names::STOP_RECORDING)
-                    .clicked()
-                {
-                    toggle_record(model, settings, cmds);
-                }
-                let name = path
-                    .file_name()
-                    .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
-                ui.vertical(|ui| {
-                    ui.spacing_mut().item_spacing.y = 0.0;
-                    ui.label(
-                        RichText::new(format!("REC {}", fmt_clock(stats.elapsed_ms)))
-                            .color(REC_RED)
-                            .strong()
-                            .monospace(),
-                    );
-                    ui.label(
-                        RichText::new(format!(
-                            "{name} · {} · {} ev",
-                            fmt_bytes(stats.bytes),
-                            fmt_count(stats.events)
-                        ))
-                        .small(),
-                    )
-                    .on_hover_text(path.display().to_string());
-                });
-            }
-        }
+        recorder_ui(ui, input, cmds);
         ui.separator();
-
-        // --- playback
-        ui.add_enabled_ui(has_session, |ui| {
-            let sess_range = model.session.as_ref().map(|s| s.range);
-            if ui
-                .add(Button::new(big("⏮")).min_size([30.0, 30.0].into()))
-                .on_hover_text("Go to start (Home)")
-                .accessible_name(names::TO_START)
-                .clicked()
-            {
-                if let Some(r) = sess_range {
-                    cmds.push(Command::Transport(PlayerCommand::Seek(r.0)));
-                }
-            }
-            if ui
-                .add(Button::new(big("⏪")).min_size([30.0, 30.0].into()))
-                .on_hover_text("Step back one event (←)")
-                .accessible_name(names::STEP_BACK)
-                .clicked()
-            {
-                cmds.push(Command::Transport(PlayerCommand::StepBack));
-            }
-            let playing = model.playback.state == PlayState::Playing;
-            let (text, name) = if playing {
-                ("⏸ Pause", names::PAUSE)
-            } else {
-                ("⏵ Play", names::PLAY)
-            };
-            let mut b = Button::new(big(text)).min_size([88.0, 30.0].into());
-            if playing {
-                b = b.fill(PLAYHEAD.gamma_multiply(0.35));
-            }
-            if ui
-                .add(b)
-                .on_hover_text("Play / pause (Space)")
-                .accessible_name(name)
-                .clicked()
-            {
-                play_pause(model, cmds);
-            }
-            if ui
-                .add(Button::new(big("⏹ Stop")).min_size([70.0, 30.0].into()))
-                .on_hover_text("Stop and return to the start")
-                .accessible_name(names::STOP)
-                .clicked()
-            {
-                cmds.push(Command::Transport(PlayerCommand::Stop));
-            }
-            if ui
-                .add(Button::new(big("⏩")).min_size([30.0, 30.0].into()))
-                .on_hover_text("Step forward one event (→)")
-                .accessible_name(names::STEP_FORWARD)
-                .clicked()
-            {
-                cmds.push(Command::Transport(PlayerCommand::StepForward));
-            }
-            if ui
-                .add(Button::new(big("⏭")).min_size([30.0, 30.0].into()))
-                .on_hover_text("Go to end (End)")
-                .accessible_name(names::TO_END)
-                .clicked()
-            {
-                if let Some(r) = sess_range {
-                    cmds.push(Command::Transport(PlayerCommand::Seek(r.1)));
-                }
-            }
-            ui.separator();
-
-            // --- speed
-            ui.label("Speed");
-            let slider = egui::Slider::new(&mut st.speed, SPEED_RANGE.0..=SPEED_RANGE.1)
-                .logarithmic(true)
-                .max_decimals(2)
-                .suffix("×");
-            let r = ui.add(slider).accessible_name(names::SPEED);
-            if r.changed() {
-                cmds.push(Command::Transport(PlayerCommand::SetSpeed(st.speed)));
-            } else if !r.dragged() && !r.has_focus() && model.playback.speed > 0.0 {
-                st.speed = model.playback.speed;
-            }
-            if r.double_clicked() {
-                st.speed = 1.0;
-                cmds.push(Command::Transport(PlayerCommand::SetSpeed(1.0)));
-            }
-            ui.separator();
-
-            // --- loop
-            let loop_btn = Button::selectable(st.loop_on, big("🔁 Loop"));
-            if ui
-                .add(loop_btn)
-                .on_hover_text("Loop between A and B (L)")
-                .accessible_name(names::LOOP)
-                .clicked()
-            {
-                let on = !st.loop_on;
-                set_loop(model, st, on, cmds);
-            }
-            let pos = model.playback.position_ms;
-            let start = model.session.as_ref().map_or(0, |s| s.range.0);
-            let a_text = format!("A {}", fmt_clock(st.loop_a.unwrap_or(start) - start));
-            if ui
-                .button(a_text)
-                .on_hover_text("Set loop start A at the playhead")
-                .accessible_name(names::SET_A)
-                .clicked()
-            {
-                st.loop_a = Some(pos);
-                if st.loop_b.is_some_and(|b| b <= pos) {
-                    st.loop_b = model.session.as_ref().map(|s| s.range.1);
-                }
-                if st.loop_on {
-                    set_loop(model, st, true, cmds);
-                }
-            }
-            let end = model.session.as_ref().map_or(0, |s| s.range.1);
-            let b_text = format!("B {}", fmt_clock(st.loop_b.unwrap_or(end) - start));
-            if ui
-                .button(b_text)
-                .on_hover_text("Set loop end B at the playhead")
-                .accessible_name(names::SET_B)
-                .clicked()
-            {
-                st.loop_b = Some(pos);
-                if st.loop_a.is_some_and(|a| a >= pos) {
-                    st.loop_a = Some(start);
-                }
-                if st.loop_on {
-                    set_loop(model, st, true, cmds);
-                }
-            }
-        });
+        // not in a child scope: a scope would wrap within its own start column
+        player_ui(ui, input, cmds, view_cmds);
     });
 }
 
+/// Record / stop, and the recording's figures in a fixed-width box.
+fn recorder_ui(ui: &mut egui::Ui, input: &TransportIn<'_>, cmds: &mut Vec<Command>) {
+    ui.allocate_ui_with_layout(
+        Vec2::new(96.0 + RECORDER_W, 34.0),
+        egui::Layout::left_to_right(egui::Align::Center),
+        |ui| {
+            ui.set_min_size(Vec2::new(96.0 + RECORDER_W, 34.0));
+            match input.recorder {
+                RecorderView::Idle => {
+                    let b =
+                        Button::new(big("⏺ Record").color(REC_RED)).min_size([96.0, 30.0].into());
+                    if ui
+                        .add(b)
+                        .on_hover_text("Record the bus into a new session file (R)")
+                        .accessible_name(names::RECORD)
+                        .clicked()
+                    {
+                        toggle_record(input, cmds);
+                    }
+                }
+                RecorderView::Starting => {
+                    ui.add_enabled(
+                        false,
+                        Button::new(big("⏺ Starting…")).min_size([96.0, 30.0].into()),
+                    )
+                    .accessible_name(names::RECORD);
+                }
+                RecorderView::Recording { path, stats }
+                | RecorderView::Stopping { path, stats } => {
+                    let b = Button::new(big("⏹ Stop rec").color(egui::Color32::WHITE))
+                        .fill(REC_RED)
+                        .min_size([96.0, 30.0].into());
+                    if ui
+                        .add(b)
+                        .on_hover_text("Finish the recording (R)")
+                        .accessible_name(names::STOP_RECORDING)
+                        .clicked()
+                    {
+                        toggle_record(input, cmds);
+                    }
+                    let name = path
+                        .file_name()
+                        .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+                    ui.vertical(|ui| {
+                        ui.spacing_mut().item_spacing.y = 0.0;
+                        ui.label(
+                            RichText::new(format!("REC {}", fmt_clock(stats.elapsed_ms)))
+                                .color(REC_RED)
+                                .strong()
+                                .monospace(),
+                        );
+                        ui.add(
+                            egui::Label::new(
+                                RichText::new(format!(
+                                    "{name} · {} · {} ev",
+                                    fmt_bytes(stats.bytes),
+                                    fmt_count(stats.events)
+                                ))
+                                .small(),
+                            )
+                            .truncate(),
+                        )
+                        .on_hover_text(path.display().to_string());
+                    });
+                }
+            }
+        },
+    );
+}
+
+fn button(ui: &mut egui::Ui, on: bool, text: &str, w: f32, hover: &str, name: &str) -> bool {
+    ui.add_enabled(on, Button::new(big(text)).min_size([w, 30.0].into()))
+        .on_hover_text(hover)
+        .accessible_name(name)
+        .clicked()
+}
+
+/// Start/end, steps, play/pause, stop, speed and the loop.
+fn player_ui(
+    ui: &mut egui::Ui,
+    input: &TransportIn<'_>,
+    cmds: &mut Vec<Command>,
+    view_cmds: &mut Vec<ViewCommand>,
+) {
+    let bounds = input.bounds;
+    let on = bounds.is_some();
+    let seek = |cmds: &mut Vec<Command>, t: Option<i64>| {
+        if let Some(t) = t {
+            cmds.push(Command::Transport(PlayerCommand::Seek(t)));
+        }
+    };
+    if button(ui, on, "⏮", 30.0, "Go to start (Home)", names::TO_START) {
+        seek(cmds, bounds.map(|b| b.0));
+    }
+    if button(
+        ui,
+        on,
+        "⏪",
+        30.0,
+        "Step back one event (Left; Shift+Left: one second)",
+        names::STEP_BACK,
+    ) {
+        cmds.push(Command::Transport(PlayerCommand::StepBack));
+    }
+    let playing = input.playing();
+    let (text, name) = if playing {
+        ("⏸ Pause", names::PAUSE)
+    } else {
+        ("⏵ Play", names::PLAY)
+    };
+    let mut b = Button::new(big(text)).min_size([88.0, 30.0].into());
+    if playing {
+        b = b.fill(PLAYHEAD.gamma_multiply(0.35));
+    }
+    if ui
+        .add_enabled(on, b)
+        .on_hover_text("Play / pause (Space)")
+        .accessible_name(name)
+        .clicked()
+    {
+        play_pause(input, cmds);
+    }
+    if button(
+        ui,
+        on,
+        "⏹ Stop",
+        70.0,
+        "Stop and return to the start",
+        names::STOP,
+    ) {
+        cmds.push(Command::Transport(PlayerCommand::Stop));
+    }
+    if button(
+        ui,
+        on,
+        "⏩",
+        30.0,
+        "Step forward one event (Right; Shift+Right: one second)",
+        names::STEP_FORWARD,
+    ) {
+        cmds.push(Command::Transport(PlayerCommand::StepForward));
+    }
+    if button(ui, on, "⏭", 30.0, "Go to end (End)", names::TO_END) {
+        seek(cmds, bounds.map(|b| b.1));
+    }
+    ui.separator();
+
+    // speed: the slider shows what the player reports
+    // label and slider as one box of known width, so the row wraps before it
+    ui.allocate_ui_with_layout(
+        Vec2::new(SPEED_W, 30.0),
+        egui::Layout::left_to_right(egui::Align::Center),
+        |ui| {
+            ui.label("Speed");
+            let mut speed = if input.playback.speed > 0.0 {
+                input.playback.speed
+            } else {
+                1.0
+            };
+            let slider = egui::Slider::new(&mut speed, SPEED_RANGE.0..=SPEED_RANGE.1)
+                .logarithmic(true)
+                .max_decimals(2)
+                .suffix("×");
+            let r = ui.add_enabled(on, slider).accessible_name(names::SPEED);
+            if r.double_clicked() {
+                cmds.push(Command::Transport(PlayerCommand::SetSpeed(1.0)));
+            } else if r.changed() {
+                cmds.push(Command::Transport(PlayerCommand::SetSpeed(speed)));
+            }
+        },
+    );
+    ui.separator();
+
+    // loop: on/off as the player says; A and B are the selection
+    let looping = input.playback.loop_range.is_some();
+    if ui
+        .add_enabled(on, Button::selectable(looping, big("🔁 Loop")))
+        .on_hover_text("Loop between A and B (L)")
+        .accessible_name(names::LOOP)
+        .clicked()
+    {
+        toggle_loop(input, cmds);
+    }
+    let b = bounds.unwrap_or((0, 0));
+    let (a_t, b_t) = input.view.loop_points(b);
+    if ui
+        .add_enabled(on, Button::new(format!("A {}", fmt_clock(a_t - b.0))))
+        .on_hover_text("Set loop start A at the playhead")
+        .accessible_name(names::SET_A)
+        .clicked()
+    {
+        view_cmds.push(ViewCommand::SetLoopA(input.playhead));
+    }
+    if ui
+        .add_enabled(on, Button::new(format!("B {}", fmt_clock(b_t - b.0))))
+        .on_hover_text("Set loop end B at the playhead")
+        .accessible_name(names::SET_B)
+        .clicked()
+    {
+        view_cmds.push(ViewCommand::SetLoopB(input.playhead));
+    }
+}
+
 /// The playhead readout, `00:12.3 / 00:59.9`.
-pub fn position_ui(ui: &mut egui::Ui, model: &Model) {
+pub fn position_ui(ui: &mut egui::Ui, model: &Model, playhead: i64) {
     let text = match &model.session {
         Some(s) => format!(
             "{} / {}",
-            fmt_clock(model.position_rel_ms()),
+            fmt_clock((playhead - s.range.0).clamp(0, s.duration_ms())),
             fmt_clock(s.duration_ms())
         ),
         None => "--:--.- / --:--.-".to_owned(),
     };
-    ui.label(RichText::new(text).monospace().size(18.0).color(PLAYHEAD))
-        .on_hover_text("Playhead / session duration");
+    ui.add(
+        egui::Label::new(RichText::new(text).monospace().size(18.0).color(PLAYHEAD))
+            .wrap_mode(egui::TextWrapMode::Extend),
+    )
+    .on_hover_text("Playhead / session duration");
 }

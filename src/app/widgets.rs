@@ -48,6 +48,40 @@ pub fn fmt_count(n: u64) -> String {
 
 pub use crate::human::date_time as fmt_date;
 
+/// Shortens `text` to at most `max` characters by cutting out its middle
+/// (`/home/me/…/gig.msgpack`), so both the start and the file name stay.
+pub fn elide_middle(text: &str, max: usize) -> String {
+    let n = text.chars().count();
+    if n <= max || max < 5 {
+        return text.to_owned();
+    }
+    let keep = max - 1;
+    let head = keep / 2;
+    let tail = keep - head;
+    let start: String = text.chars().take(head).collect();
+    let end: String = text.chars().skip(n - tail).collect();
+    format!("{start}…{end}")
+}
+
+/// A label showing `text` elided in the middle to fit about `width`
+/// points, with the whole text on hover.
+pub fn elided_label(
+    ui: &mut egui::Ui,
+    text: &str,
+    width: f32,
+    rich: impl Fn(String) -> egui::RichText,
+) -> egui::Response {
+    let char_w = 7.0;
+    let max = ((width / char_w) as usize).max(8);
+    let shown = elide_middle(text, max);
+    let r = ui.add(egui::Label::new(rich(shown.clone())).wrap_mode(egui::TextWrapMode::Extend));
+    if shown != text {
+        r.on_hover_text(text)
+    } else {
+        r
+    }
+}
+
 /// Blends two colours (t = 0: a, 1: b).
 pub fn lerp_color(a: Color32, b: Color32, t: f32) -> Color32 {
     let t = t.clamp(0.0, 1.0);
@@ -75,5 +109,15 @@ mod tests {
         assert_eq!(fmt_count(30_293), "30,293");
         assert_eq!(fmt_count(7), "7");
         assert_eq!(fmt_count(1_000_000), "1,000,000");
+        assert_eq!(elide_middle("short", 10), "short");
+        let e = elide_middle(
+            "/home/performer/sessions/session-2026-11-25-162250.msgpack",
+            24,
+        );
+        assert_eq!(e.chars().count(), 24);
+        assert!(
+            e.starts_with("/home/perfo") && e.ends_with("2250.msgpack"),
+            "{e}"
+        );
     }
 }

@@ -8,14 +8,17 @@
 
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use crossbeam_channel::Sender;
 
-pub use crate::engine::PlayerCommand;
+use super::timeline::lod::{Series, Summary};
+use super::timeline::markers::{session_markers, Marker};
+pub use crate::engine::{PlayState, PlayerCommand, PlayerStatus};
 use crate::kafka::StartFrom;
+use crate::session::loaded::EventEntry;
 use crate::session::{
     LoadError, LoadProgress, ReadError, ReadOptions, ReadReport, Reader, RecordRef, Session,
 };
@@ -127,6 +130,8 @@ pub enum LiveMsg {
         path: String,
         /// Normalized value.
         value: f64,
+        /// The value in real units, if the producer sent one.
+        value_mapped: Option<f64>,
         /// Actor name (`user`, `replay`, ...).
         actor: String,
         /// Producer id.
@@ -162,6 +167,8 @@ pub enum LiveMsg {
         detail: String,
         /// Actor name.
         actor: String,
+        /// The event as a timeline marker.
+        marker: Marker,
     },
     /// A full state (preset, routing).
     State {
@@ -206,53 +213,13 @@ pub struct RecordingStats {
     pub filtered: u64,
 }
 
-/// Whether the player runs.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub enum PlayState {
-    /// At rest (at the start).
-    #[default]
-    Stopped,
-    /// Playing.
-    Playing,
-    /// Held at a position.
-    Paused,
-}
-
-/// Replay lateness percentiles, microseconds.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub struct LatenessView {
-    /// Median.
-    pub p50_us: f64,
-    /// 99th percentile.
-    pub p99_us: f64,
-    /// Worst.
-    pub max_us: f64,
-}
-
-/// The player's state as last reported.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct PlaybackStatus {
-    /// Stopped, playing or paused.
-    pub state: PlayState,
-    /// Session time of the playhead (`ts_ms`).
-    pub position_ms: i64,
-    /// Speed factor.
-    pub speed: f64,
-    /// Loop points (session `ts_ms`), if looping.
-    pub loop_range: Option<(i64, i64)>,
-    /// Events republished.
-    pub dispatched: u64,
-    /// Events skipped because their path was pinned.
-    pub skipped_pinned: u64,
-    /// How late dispatches were.
-    pub lateness: LatenessView,
-    /// Pinned paths and the milliseconds left on each pin.
-    pub pins: Vec<(String, i64)>,
-}
-
-/// A session loaded for playback: its facts and the loaded tables.
+/// A session loaded for playback: its facts, the loaded tables, and what
+/// the timeline draws from (a min/max pyramid per lane, the markers), all
+/// made on the loader thread.
 #[derive(Debug, Clone)]
 pub struct LoadedSession {
+    /// Unique per load (caches are keyed by it, never by an address).
+    pub id: u64,
     /// The file.
     pub path: PathBuf,
     /// The loaded session (events, lanes, state at any instant).
@@ -271,13 +238,28 @@ pub struct LoadedSession {
     pub report: ReadReport,
     /// Whether it was loaded with recovery.
     pub recovered: bool,
+    /// Per lane (by name id): the pyramid of its values.
+    pub summaries: Arc<Vec<Summary>>,
+    /// Every `noise.events` record as a marker, in time order.
+    pub markers: Arc<Vec<Marker>>,
 }
 
 impl LoadedSession {
     /// Gathers the facts of a loaded session.
     pub fn new(session: Arc<Session>, recovered: bool) -> LoadedSession {
+        static NEXT_ID: AtomicU64 = AtomicU64::new(1);
         let range = session.time_range().unwrap_or((0, 0));
+        let ev = session.events();
+        let summaries = (0..session.name_count() as u32)
+            .map(|id| {
+                let lane = session.lane(id);
+                Summary::build(lane.len(), |i| ev[lane[i] as usize].value)
+            })
+            .collect();
         LoadedSession {
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            summaries: Arc::new(summaries),
+            markers: Arc::new(session_markers(&session)),
             path: session.path().to_path_buf(),
             param_paths: session.param_paths().map(str::to_owned).collect(),
             range,
@@ -293,6 +275,50 @@ impl LoadedSession {
     /// Duration from the first to the last event.
     pub fn duration_ms(&self) -> i64 {
         self.range.1 - self.range.0
+    }
+
+    /// The lane of a path as a series for drawing.
+    pub fn lane(&self, path: &str) -> Option<SessionLane<'_>> {
+        let id = self.session.name_id(path)?;
+        Some(SessionLane {
+            events: self.session.events(),
+            lane: self.session.lane(id),
+            summary: self.summaries.get(id as usize)?,
+        })
+    }
+}
+
+/// One lane of a loaded session as a [`Series`].
+#[derive(Debug, Clone, Copy)]
+pub struct SessionLane<'a> {
+    events: &'a [EventEntry],
+    /// Indices into the session's events.
+    pub lane: &'a [u32],
+    summary: &'a Summary,
+}
+
+impl SessionLane<'_> {
+    /// The session event behind lane index `i`.
+    pub fn entry(&self, i: usize) -> &EventEntry {
+        &self.events[self.lane[i] as usize]
+    }
+}
+
+impl Series for SessionLane<'_> {
+    fn first(&self) -> usize {
+        0
+    }
+    fn end(&self) -> usize {
+        self.lane.len()
+    }
+    fn ts(&self, i: usize) -> i64 {
+        self.events[self.lane[i] as usize].ts_ms
+    }
+    fn value(&self, i: usize) -> f64 {
+        self.events[self.lane[i] as usize].value
+    }
+    fn summary(&self) -> &Summary {
+        self.summary
     }
 }
 
@@ -385,8 +411,8 @@ pub enum WorkerMsg {
     LoadFailed(LoadFailure),
     /// The load was cancelled.
     LoadCancelled,
-    /// The player's state.
-    Playback(PlaybackStatus),
+    /// The player's state, as the engine reports it on every change.
+    Playback(PlayerStatus),
     /// The player reported an error.
     PlaybackError(String),
     /// Playback reached the end.
@@ -401,6 +427,8 @@ pub enum WorkerMsg {
     FileChosen(PathBuf),
     /// The performer chose a sessions folder in the folder dialog (Settings).
     FolderChosen(PathBuf),
+    /// No system dialog could be shown (why): the window offers a path field instead.
+    DialogUnavailable(String),
     /// SIGTERM or SIGINT: close the window (finalizing any recording).
     Terminate,
 }
@@ -497,41 +525,79 @@ pub fn describe_load_error(path: &Path, e: &LoadError) -> LoadFailure {
     }
 }
 
+/// What folder scans have read: a file's summary with the size and
+/// modification time it had, so a rescan reads only new or changed files.
+#[derive(Debug, Default)]
+pub struct ScanCache {
+    files: std::collections::HashMap<PathBuf, SessionFileInfo>,
+    /// Files read through so far (a cached file is not read again).
+    pub reads: u64,
+}
+
+impl ScanCache {
+    /// The summary of a file: from the cache when its size and modification
+    /// time are unchanged, else read through (and remembered).
+    pub fn summary(
+        &mut self,
+        path: &Path,
+        bytes: u64,
+        modified_ms: Option<i64>,
+    ) -> SessionFileInfo {
+        if let Some(k) = self.files.get(path) {
+            if k.bytes == bytes && k.modified_ms == modified_ms && modified_ms.is_some() {
+                return k.clone();
+            }
+        }
+        self.reads += 1;
+        let info = summarize_file(path, bytes, modified_ms);
+        self.files.insert(path.to_path_buf(), info.clone());
+        info
+    }
+}
+
+/// Lists the `.msgpack` files of `dir`, newest first, handing each file's
+/// summary to `found` as soon as it is known; stops early when `found`
+/// returns false.
+pub fn scan_folder(
+    dir: &Path,
+    cache: &std::sync::Mutex<ScanCache>,
+    mut found: impl FnMut(SessionFileInfo) -> bool,
+) -> std::io::Result<()> {
+    let mut files = list_session_files(dir)?;
+    files.sort_by_key(|f| std::cmp::Reverse(f.1));
+    for (path, modified_ms, bytes) in files {
+        // the lock is held per file only, so two scans interleave
+        let info = match cache.lock() {
+            Ok(mut c) => c.summary(&path, bytes, modified_ms),
+            Err(_) => summarize_file(&path, bytes, modified_ms),
+        };
+        if !found(info) {
+            break;
+        }
+    }
+    Ok(())
+}
+
 /// Lists the `.msgpack` files of `dir` on a named thread, newest first, one
-/// message per file as soon as it is read. `known` files (same size and
-/// modification time as listed before) are not read again.
+/// message per file as soon as it is read. Files the `cache` has read
+/// before (same size and modification time) are not read again.
 pub fn spawn_scanner(
     dir: PathBuf,
-    known: Vec<SessionFileInfo>,
+    cache: Arc<std::sync::Mutex<ScanCache>>,
     outbox: Outbox,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
     std::thread::Builder::new()
         .name("session-scanner".to_owned())
         .spawn(move || {
             outbox.send(WorkerMsg::ScanStarted(dir.clone()));
-            let mut files = match list_session_files(&dir) {
-                Ok(f) => f,
-                Err(e) => {
-                    outbox.send(WorkerMsg::Notice(format!(
-                        "cannot list sessions in {}: {e}",
-                        dir.display()
-                    )));
-                    outbox.send(WorkerMsg::ScanDone);
-                    return;
-                }
-            };
-            files.sort_by_key(|f| std::cmp::Reverse(f.1));
-            for (path, modified_ms, bytes) in files {
-                let cached = known
-                    .iter()
-                    .find(|k| k.path == path && k.bytes == bytes && k.modified_ms == modified_ms);
-                let info = match cached {
-                    Some(k) => k.clone(),
-                    None => summarize_file(&path, bytes, modified_ms),
-                };
-                if !outbox.send(WorkerMsg::SessionListed(info)) {
-                    return;
-                }
+            let listed = scan_folder(&dir, &cache, |info| {
+                outbox.send(WorkerMsg::SessionListed(info))
+            });
+            if let Err(e) = listed {
+                outbox.send(WorkerMsg::Notice(format!(
+                    "cannot list sessions in {}: {e}",
+                    dir.display()
+                )));
             }
             outbox.send(WorkerMsg::ScanDone);
         })
@@ -634,10 +700,15 @@ pub fn spawn_dialog(
     std::thread::Builder::new()
         .name("file-dialog".to_owned())
         .spawn(move || {
+            if let Some(why) = no_dialog_reason() {
+                outbox.send(WorkerMsg::DialogUnavailable(why));
+                return;
+            }
             let mut dialog = rfd::FileDialog::new();
             if let Some(dir) = start_dir.filter(|d| d.is_dir()) {
                 dialog = dialog.set_directory(dir);
             }
+            let shown = Instant::now();
             let chosen = match pick {
                 Pick::SessionFile => dialog
                     .set_title("Open a session")
@@ -649,10 +720,34 @@ pub fn spawn_dialog(
                     .pick_folder()
                     .map(WorkerMsg::FolderChosen),
             };
-            if let Some(msg) = chosen {
-                outbox.send(msg);
+            match chosen {
+                Some(msg) => {
+                    outbox.send(msg);
+                }
+                // nobody cancels a dialog this fast: it never appeared
+                None if shown.elapsed() < DIALOG_MIN_LIFE => {
+                    outbox.send(WorkerMsg::DialogUnavailable(
+                        "the system file dialog did not open (no desktop portal answered)"
+                            .to_owned(),
+                    ));
+                }
+                None => {}
             }
         })
+}
+
+/// A dialog that returns sooner than this without a choice did not open.
+const DIALOG_MIN_LIFE: Duration = Duration::from_millis(300);
+
+/// Why no system dialog can be shown here, if that is known beforehand.
+fn no_dialog_reason() -> Option<String> {
+    #[cfg(all(unix, not(target_os = "macos")))]
+    if std::env::var_os("DBUS_SESSION_BUS_ADDRESS").is_none_or(|v| v.is_empty()) {
+        return Some(
+            "no system file dialog here (no D-Bus session bus for the desktop portal)".to_owned(),
+        );
+    }
+    None
 }
 
 /// Turns SIGTERM and SIGINT into [`WorkerMsg::Terminate`] so the window closes
@@ -693,5 +788,48 @@ mod tests {
         assert_eq!(listed[0].2, 1);
         // a file where a folder should be is still an error
         assert!(list_session_files(&dir.path().join("a.msgpack")).is_err());
+    }
+
+    #[test]
+    fn a_rescan_does_not_read_unchanged_files_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/data/v1/small-60s.msgpack");
+        for name in ["a.msgpack", "b.msgpack", "c.msgpack"] {
+            std::fs::copy(&src, dir.path().join(name)).unwrap();
+        }
+        let cache = std::sync::Mutex::new(ScanCache::default());
+        let scan = || {
+            let mut seen = Vec::new();
+            scan_folder(dir.path(), &cache, |i| {
+                seen.push(i);
+                true
+            })
+            .unwrap();
+            seen
+        };
+        let first = scan();
+        assert_eq!(first.len(), 3);
+        assert_eq!(cache.lock().unwrap().reads, 3);
+        let second = scan();
+        assert_eq!(second, first, "the same listing");
+        assert_eq!(cache.lock().unwrap().reads, 3, "nothing read again");
+        // a changed file is read again, and only it
+        let f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(dir.path().join("b.msgpack"))
+            .unwrap();
+        f.set_len(1000).unwrap();
+        f.set_modified(std::time::SystemTime::now() + Duration::from_secs(5))
+            .unwrap();
+        drop(f);
+        let third = scan();
+        assert_eq!(cache.lock().unwrap().reads, 4);
+        let b = third
+            .iter()
+            .find(|i| i.path.ends_with("b.msgpack"))
+            .unwrap();
+        assert_eq!(b.bytes, 1000);
+        assert!(b.problem.is_some(), "a cut file says so");
     }
 }

@@ -13,6 +13,9 @@ pub struct GuiArgs {
     /// A session file to load at start.
     #[arg(long, value_name = "FILE")]
     open: Option<std::path::PathBuf>,
+    /// Memory for the live history in MB (sets the Settings value).
+    #[arg(long, value_name = "MB")]
+    history_mb: Option<u32>,
 }
 
 /// Opens the window and returns when it is closed. Without a display this is
@@ -22,6 +25,7 @@ pub fn gui(args: GuiArgs) -> anyhow::Result<Outcome> {
         brokers: args.connect.brokers,
         options: args.connect.options,
         open: args.open,
+        history_mb: args.history_mb,
     })?;
     Ok(Outcome::Ok)
 }

@@ -1,5 +1,5 @@
 //! The player: republishes what shaped the sound in a loaded session with
-//! `actor = "replay"` at its recorded spacing (FORMATS.md sections 2 and 4):
+//! `actor = "replay"` at its recorded spacing (docs/formats.md, sections 2 and 4):
 //! every `noise.params` change whose actor is `user`, `midi` or `preset`,
 //! each with its recorded `value_mapped` and extra fields, and optionally the
 //! mod-bus values. `mod`-actor parameter changes are left to the live
@@ -34,7 +34,6 @@
 //! gliding there.
 
 use std::sync::Arc;
-use std::thread::JoinHandle;
 use std::time::Duration;
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TryRecvError};
@@ -44,6 +43,7 @@ use crate::clock::SharedClock;
 use crate::envelope::{bus_number, Actor, Body, Envelope, Topic};
 use crate::kafka::{Draft, PublishOutcome, Publisher};
 use crate::session::loaded::{EventEntry, NameId, Session, SnapshotChange};
+use crate::thread::NamedThread;
 
 /// Slowest and fastest playback speeds.
 pub const SPEED_RANGE: (f64, f64) = (0.1, 8.0);
@@ -1105,7 +1105,7 @@ impl PlayerCore {
 pub struct Player {
     commands: Option<Sender<PlayerCommand>>,
     events: Receiver<PlayerEvent>,
-    thread: Option<JoinHandle<()>>,
+    thread: NamedThread<()>,
 }
 
 impl std::fmt::Debug for Player {
@@ -1131,24 +1131,22 @@ impl Player {
         let status_every = config.status_every;
         let realtime = config.realtime;
         let core = PlayerCore::new(session, sink, config);
-        let thread = std::thread::Builder::new()
-            .name("player".to_owned())
-            .spawn(move || {
-                let mut core = core;
-                // kept for the thread's life: dropping it returns to normal priority
-                let _guard = if realtime {
-                    let (granted, guard) = super::realtime::promote_current_thread();
-                    core.set_realtime(granted);
-                    guard
-                } else {
-                    None
-                };
-                run(core, clock, command_rx, event_tx, status_every)
-            })?;
+        let thread = NamedThread::spawn("player", move || {
+            let mut core = core;
+            // kept for the thread's life: dropping it returns to normal priority
+            let _guard = if realtime {
+                let (granted, guard) = super::realtime::promote_current_thread();
+                core.set_realtime(granted);
+                guard
+            } else {
+                None
+            };
+            run(core, clock, command_rx, event_tx, status_every)
+        })?;
         Ok(Player {
             commands: Some(command_tx),
             events,
-            thread: Some(thread),
+            thread,
         })
     }
 
@@ -1179,11 +1177,7 @@ impl Player {
 
     fn shutdown(&mut self) {
         self.commands.take();
-        if let Some(t) = self.thread.take() {
-            if t.join().is_err() {
-                log::error!("player thread panicked");
-            }
-        }
+        self.thread.join_quietly();
     }
 }
 

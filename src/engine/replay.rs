@@ -16,7 +16,6 @@
 //! played and scrubbed on screen.
 
 use std::sync::Arc;
-use std::thread::JoinHandle;
 use std::time::Duration;
 
 use crossbeam_channel::{Receiver, Sender};
@@ -33,6 +32,7 @@ use crate::kafka::{
     SubscriberConfig, SubscriberEvent,
 };
 use crate::session::Session;
+use crate::thread::NamedThread;
 
 /// How a replay starts.
 #[derive(Debug, Clone)]
@@ -201,7 +201,7 @@ impl ReplayService {
 /// Follows `noise.params` and forwards the performer's live touches to the player.
 struct LiveFollower {
     stop: Option<Sender<()>>,
-    thread: Option<JoinHandle<()>>,
+    thread: NamedThread<()>,
 }
 
 impl LiveFollower {
@@ -224,16 +224,16 @@ impl LiveFollower {
             },
         )?;
         let (stop, stopped) = crossbeam_channel::bounded::<()>(0);
-        let thread = std::thread::Builder::new()
-            .name("replay-pins".to_owned())
-            .spawn(move || follow(subscriber, own, player, stopped))
-            .map_err(|error| EngineError::Io {
-                context: "starting the live-pinning thread".to_owned(),
-                error,
-            })?;
+        let thread = NamedThread::spawn("replay-pins", move || {
+            follow(subscriber, own, player, stopped)
+        })
+        .map_err(|error| EngineError::Io {
+            context: "starting the live-pinning thread".to_owned(),
+            error,
+        })?;
         Ok(LiveFollower {
             stop: Some(stop),
-            thread: Some(thread),
+            thread,
         })
     }
 }
@@ -241,11 +241,7 @@ impl LiveFollower {
 impl Drop for LiveFollower {
     fn drop(&mut self) {
         self.stop.take();
-        if let Some(t) = self.thread.take() {
-            if t.join().is_err() {
-                log::error!("the live-pinning thread panicked");
-            }
-        }
+        self.thread.join_quietly();
     }
 }
 

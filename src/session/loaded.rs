@@ -172,7 +172,7 @@ pub struct Session {
 }
 
 /// The part of the file's snapshots that the state at time t needs
-/// (FORMATS.md section 3: start from the last snapshot with `ts_ms <= t`,
+/// (docs/formats.md, section 3: start from the last snapshot with `ts_ms <= t`,
 /// then apply every parameter event with `ts_ms <= t`).
 ///
 /// Events win over snapshots, so a snapshot's value of a path matters only
@@ -640,7 +640,7 @@ impl Session {
             + cps
     }
 
-    /// The exact parameter state at `t` (FORMATS.md section 3): the last file
+    /// The exact parameter state at `t` (docs/formats.md, section 3): the last file
     /// snapshot with `ts_ms <= t`, overlaid by every `noise.params` event with
     /// `ts_ms <= t` applied in `ts_ms` order (stably). Events win; a path that
     /// only a snapshot holds keeps the snapshot's value. Returns (path id,
