@@ -5,9 +5,8 @@
 //!     cargo bench --bench export
 //!
 //! The file is `target/bench-data/big.msgpack` (one hour, about 400 MB and
-//! 1.8 M records), written on first use by the session generator
-//! (`make_session.py --seconds 3600`, needs Python `msgpack`), as
-//! `session_open` does; `INTEGR8TOR_BENCH_FILE=PATH` uses another file.
+//! 1.8 M records), written on first use by `tests/data/make_golden.py`
+//! (benches/support); `INTEGR8TOR_BENCH_FILE=PATH` uses another file.
 //! `BENCH_EXPORT_FORMATS=csv,sqlite` picks formats; `BENCH_EXPORT_PYTHON=0`
 //! skips the Python exporter.
 //!
@@ -24,6 +23,9 @@ use std::time::Instant;
 
 use integr8tor::export::{self, Control, ExportOptions, Format};
 use serde_json::{json, Value};
+
+mod support;
+use support::bench_file;
 
 const CHILD_FORMAT: &str = "INTEGR8TOR_EXPORT_CHILD";
 const CHILD_IN: &str = "INTEGR8TOR_EXPORT_IN";
@@ -62,44 +64,6 @@ fn child(format: &str) {
             "peak_rss_bytes": proc_status_bytes("VmHWM").unwrap_or(0),
         })
     );
-}
-
-/// The session generator: in the repository's test data, or beside it.
-fn generator(root: &Path) -> PathBuf {
-    let in_repo = root.join("tests/data/make_session.py");
-    if in_repo.exists() {
-        return in_repo;
-    }
-    root.join("../shared/fixtures/make_session.py")
-}
-
-/// The benchmark file, written by the generator if it is missing.
-fn bench_file() -> PathBuf {
-    if let Some(p) = std::env::var_os("INTEGR8TOR_BENCH_FILE") {
-        return PathBuf::from(p);
-    }
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let path = root.join("target/bench-data/big.msgpack");
-    if path.exists() {
-        return path;
-    }
-    let script = generator(root);
-    std::fs::create_dir_all(path.parent().unwrap()).expect("creating target/bench-data");
-    let partial = path.with_extension("msgpack.partial");
-    eprintln!(
-        "writing {} with {} --seconds 3600 (about 400 MB; takes a minute or two)",
-        path.display(),
-        script.display()
-    );
-    let status = Command::new("python3")
-        .arg(&script)
-        .arg(&partial)
-        .args(["--seconds", "3600"])
-        .status()
-        .expect("running python3 (the bench data is written by make_session.py)");
-    assert!(status.success(), "make_session.py failed ({status})");
-    std::fs::rename(&partial, &path).expect("renaming the bench file into place");
-    path
 }
 
 fn run_json(mut cmd: Command, what: &str) -> Value {

@@ -56,7 +56,11 @@ fn an_export_runs_on_its_worker_and_the_window_shows_the_outcome() {
     );
     assert!(std::fs::metadata(&out).unwrap().len() > 0);
     h.get_by_label_contains("Exported to small.mcap");
-    h.get_by_label_contains("30293 events and 12 snapshots");
+    let facts = common::small_facts();
+    h.get_by_label_contains(&format!(
+        "{} events and {} snapshots",
+        facts["event_records"], facts["snapshot_records"]
+    ));
     h.get_by_label("Dismiss export").click();
     h.run_steps(2);
     assert_eq!(h.state().state(), None);
@@ -68,11 +72,12 @@ fn a_failed_export_shows_the_readers_message_and_writes_nothing() {
     let out = dir.path().join("bad.csv");
     let mut h = harness();
     let ctx = h.ctx.clone();
-    h.state_mut()
-        .start(fixture("corrupt-at-offset.msgpack"), out.clone(), &ctx);
+    let corrupt = common::corrupt_small();
+    h.state_mut().start(corrupt.path.clone(), out.clone(), &ctx);
     let done = until_finished(&mut h);
+    let says = format!("corrupt at byte {}", corrupt.offset);
     match &done {
-        JobState::Failed(m) => assert!(m.contains("corrupt at byte 3300793"), "{m}"),
+        JobState::Failed(m) => assert!(m.contains(&says), "{m}"),
         other => panic!("expected a failure, got {other:?}"),
     }
     h.get_by_label_contains("Export failed");

@@ -69,7 +69,8 @@ fn csv_read_by_python_has_the_facts() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("small.csv");
     let summary = export_ok(&["export", s(&fixture("small-60s.msgpack")), s(&out)]);
-    assert!(summary.contains("exported 30293 events"), "{summary}");
+    let events = format!("exported {} events", facts["event_records"]);
+    assert!(summary.contains(&events), "{summary}");
     let r = python_read("csv", &out, &facts);
     assert_eq!(
         r["columns"],
@@ -136,10 +137,8 @@ fn sqlite_read_by_python_has_the_facts() {
         session["session_ids"],
         serde_json::json!([facts["session_id"]])
     );
-    assert_eq!(
-        session["producers"],
-        serde_json::json!(["python.gui", "sc.bridge"])
-    );
+    let info = info_of(&fixture("small-60s.msgpack"));
+    assert_eq!(session["producers"], info["producers"]);
 }
 
 #[test]
@@ -260,11 +259,17 @@ fn session_to_sqlite_to_session_keeps_info_and_state() {
     let back = dir.path().join("back.msgpack");
     export_ok(&["export", s(&input), s(&db)]);
     let summary = export_ok(&["import", s(&db), s(&back)]);
-    assert!(
-        summary.contains("imported 30293 events and 12 snapshots"),
-        "{summary}"
+    let counts = format!(
+        "imported {} events and {} snapshots",
+        facts["event_records"], facts["snapshot_records"]
     );
-    assert_eq!(info_of(&back), info_of(&input));
+    assert!(summary.contains(&counts), "{summary}");
+    // records of unknown types are skipped by readers and not exported
+    let (mut a, mut b) = (info_of(&back), info_of(&input));
+    for v in [&mut a, &mut b] {
+        v.as_object_mut().unwrap().remove("unknown_records");
+    }
+    assert_eq!(a, b);
     for (t, expected) in facts["exact_state_at"].as_object().unwrap() {
         assert_eq!(&state_json(&back, t), expected, "state at {t}");
         assert_eq!(state_json(&back, t), state_json(&input, t), "state at {t}");
@@ -412,21 +417,30 @@ fn a_database_without_a_recording_is_named_and_leaves_nothing() {
 
 #[test]
 fn truncated_or_corrupt_input_fails_with_the_readers_message_and_leaves_no_output() {
-    for (fixture_name, says) in [
-        ("truncated.msgpack", "truncated at byte"),
-        ("corrupt-at-offset.msgpack", "corrupt at byte 3300793"),
+    let truncated = common::truncated_small();
+    let corrupt = common::corrupt_small();
+    let says_corrupt = format!("corrupt at byte {}", corrupt.offset);
+    for (damaged, says) in [
+        (&truncated, "truncated at byte"),
+        (&corrupt, says_corrupt.as_str()),
     ] {
+        let name = damaged
+            .path
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
         for format in Format::ALL {
             let dir = tempfile::tempdir().unwrap();
             let out = dir.path().join(format!("out.{}", format.extension()));
-            let o = integr8tor(&["export", s(&fixture(fixture_name)), s(&out)]);
-            assert_eq!(o.status.code(), Some(2), "{fixture_name} to {format}");
+            let o = integr8tor(&["export", s(&damaged.path), s(&out)]);
+            assert_eq!(o.status.code(), Some(2), "{name} to {format}");
             let err = stderr(&o);
-            assert!(err.contains(says), "{fixture_name} to {format}: {err}");
-            assert!(err.contains(fixture_name), "names the input: {err}");
+            assert!(err.contains(says), "{name} to {format}: {err}");
+            assert!(err.contains(&name), "names the input: {err}");
             assert!(
                 listing(dir.path()).is_empty(),
-                "{fixture_name} to {format} left {:?}",
+                "{name} to {format} left {:?}",
                 listing(dir.path())
             );
         }

@@ -237,6 +237,19 @@ fn write_byte_array(out: &mut Vec<u8>, b: &[u8]) {
     out.push(b']');
 }
 
+/// A MessagePack array header.
+fn array_len(out: &mut Vec<u8>, n: usize) {
+    if n < 16 {
+        out.push(0x90 | n as u8);
+    } else if let Ok(n) = u16::try_from(n) {
+        out.push(0xdc);
+        out.extend_from_slice(&n.to_be_bytes());
+    } else {
+        out.push(0xdd);
+        out.extend_from_slice(&(n as u32).to_be_bytes());
+    }
+}
+
 /// Appends the MessagePack encoding of a JSON value: integers stay
 /// integers, other numbers become float64, strings are str, objects are maps
 /// with str keys.
@@ -246,7 +259,7 @@ pub fn json_to_msgpack(v: &serde_json::Value, out: &mut Vec<u8>) {
     match v {
         Value::Null => w::nil(out),
         Value::Bool(b) => {
-            rmp::encode::write_bool(out, *b).expect("writing to a Vec cannot fail");
+            out.push(if *b { 0xc3 } else { 0xc2 });
         }
         Value::Number(n) => {
             if let Some(i) = n.as_i64() {
@@ -259,8 +272,7 @@ pub fn json_to_msgpack(v: &serde_json::Value, out: &mut Vec<u8>) {
         }
         Value::String(s) => w::str(out, s),
         Value::Array(items) => {
-            rmp::encode::write_array_len(out, items.len() as u32)
-                .expect("writing to a Vec cannot fail");
+            array_len(out, items.len());
             for item in items {
                 json_to_msgpack(item, out);
             }
