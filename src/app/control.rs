@@ -134,6 +134,11 @@ struct Ctl {
     load_rx: Receiver<Result<LoadedSession, WorkerMsg>>,
     producer_id: String,
     last_notice: Vec<(&'static str, Instant)>,
+    /// The last value of every path the live view has seen: a recording
+    /// starts with them (FORMATS.md section 3, rule 4).
+    known: hashbrown::HashMap<String, f64>,
+    /// Says when the live link is lost and when it is back.
+    outage: Option<crate::kafka::Outage>,
 }
 
 use crate::session::Session;
@@ -156,6 +161,8 @@ impl Ctl {
             load_rx,
             producer_id: format!("integr8tor.app.{}", std::process::id()),
             last_notice: Vec::new(),
+            known: hashbrown::HashMap::new(),
+            outage: None,
         }
     }
 
@@ -424,6 +431,7 @@ impl Ctl {
         let mut config = RecorderConfig::new(rs.sessions_dir);
         config.snapshot_interval_ms = rs.snapshot_interval_ms.max(1);
         config.start = bus.settings.start;
+        config.initial_state = self.known.iter().map(|(p, v)| (p.clone(), *v)).collect();
         config.group_id = format!(
             "{}-recorder-{}-{}",
             group_prefix(&bus.settings.group_id),
@@ -606,15 +614,27 @@ impl Ctl {
                     m.topic, m.partition, m.offset, m.error
                 ),
             ),
-            SubscriberEvent::Connection(ConnectionState::Connected) => {
-                self.send(WorkerMsg::Link(LinkState::Connected))
-            }
-            SubscriberEvent::Connection(ConnectionState::Retrying { error }) => {
-                self.send(WorkerMsg::Link(LinkState::Retrying(error)))
+            SubscriberEvent::Connection(state) => {
+                let brokers = self
+                    .bus
+                    .as_ref()
+                    .map(|b| b.endpoint.connection().brokers().to_owned())
+                    .unwrap_or_default();
+                let outage = self
+                    .outage
+                    .get_or_insert_with(|| crate::kafka::Outage::new(brokers));
+                if let Some(line) = outage.on_state(&state, Instant::now()) {
+                    self.send(WorkerMsg::Notice(line));
+                }
+                self.send(WorkerMsg::Link(match state {
+                    ConnectionState::Connected => LinkState::Connected,
+                    ConnectionState::Retrying { error } => LinkState::Retrying(error),
+                }))
             }
             SubscriberEvent::ConsumeError { error } => {
                 self.notice_limited("consume", format!("consuming: {error}"))
             }
+            SubscriberEvent::Gap(gap) => self.notice_limited("gap", format!("live view: {gap}")),
         }
     }
 
@@ -637,6 +657,14 @@ impl Ctl {
             .map_or_else(|| "?".to_owned(), |a| a.as_str().to_owned());
         Some(match env.body {
             Body::Param { path, value, .. } => {
+                if r.actor.is_recorded() {
+                    match self.known.get_mut(path.as_str()) {
+                        Some(v) => *v = value,
+                        None => {
+                            self.known.insert(path.clone(), value);
+                        }
+                    }
+                }
                 if actor == "user" && env.producer_id != self.producer_id {
                     if let Some(p) = &self.player {
                         p.send(PlayerCommand::LiveUser {
@@ -760,6 +788,7 @@ fn recording_stats(s: &RecorderStats) -> RecordingStats {
         duplicates: s.duplicates,
         malformed: s.malformed,
         filtered: s.filtered,
+        gap_messages: s.gap_messages,
     }
 }
 

@@ -197,6 +197,8 @@ pub struct RecordingStats {
     pub malformed: u64,
     /// Messages not recorded by the actor rules (`replay`, `telemetry`).
     pub filtered: u64,
+    /// Messages the broker deleted before the recorder read them.
+    pub gap_messages: u64,
 }
 
 /// Whether the player runs.
