@@ -516,7 +516,7 @@ fn a_file_with_a_deeply_nested_payload_loads_the_same_in_one_part_or_several() {
     for seq in 1..=50 {
         record(&mut file, &envelope(Topic::Events, seq, &[]));
     }
-    // {"deep": {"a": {"a": ... 1}}} 300,000 levels: 1.2 MB
+    // {"deep": {"a": {"a": ... 1}}} 300,000 levels: 0.9 MB
     let mut deep = envelope(Topic::Events, 51, &[]);
     deep[0] += 1; // one more field in the (fix)map
     w::str(&mut deep, "deep");
@@ -531,11 +531,16 @@ fn a_file_with_a_deeply_nested_payload_loads_the_same_in_one_part_or_several() {
     std::fs::write(&path, &file).unwrap();
 
     let go = |_| std::ops::ControlFlow::Continue(());
+    // events compared by instant and place (their value is NaN on noise.events)
+    let table = |s: &Session| -> Vec<(i64, u64)> {
+        s.events().iter().map(|e| (e.ts_ms, e.offset)).collect()
+    };
     let one = Session::open_in_parts(&path, ReadOptions::default(), 1, go).unwrap();
     assert_eq!(one.events().len(), 100);
     for parts in [2, 4] {
         let many = Session::open_in_parts(&path, ReadOptions::default(), parts, go).unwrap();
-        assert_eq!(many.events(), one.events(), "{parts} parts");
+        assert_eq!(table(&many), table(&one), "{parts} parts");
+        assert_eq!(many.read_report(), one.read_report(), "{parts} parts");
     }
     // and the bus side refuses such a payload
     assert!(integr8tor::EnvelopeView::decode(Topic::Events, &deep).is_err());
