@@ -107,20 +107,24 @@ fn encode(v: &Value) -> Vec<u8> {
     out
 }
 
+fn entries(payload: &[u8], key: &str) -> Vec<(Value, Value)> {
+    match rmpv::decode::read_value(&mut &payload[..]).unwrap() {
+        Value::Map(mut m) => {
+            m.retain(|(k, _)| k.as_str() != Some(key));
+            m
+        }
+        other => panic!("not a map: {other}"),
+    }
+}
+
 fn with_field(payload: &[u8], key: &str, value: Value) -> Vec<u8> {
-    let mut v = rmpv::decode::read_value(&mut &payload[..]).unwrap();
-    let m = v.as_map_mut().unwrap();
-    m.retain(|(k, _)| k.as_str() != Some(key));
+    let mut m = entries(payload, key);
     m.push((key.into(), value));
-    encode(&v)
+    encode(&Value::Map(m))
 }
 
 fn without_field(payload: &[u8], key: &str) -> Vec<u8> {
-    let mut v = rmpv::decode::read_value(&mut &payload[..]).unwrap();
-    v.as_map_mut()
-        .unwrap()
-        .retain(|(k, _)| k.as_str() != Some(key));
-    encode(&v)
+    encode(&Value::Map(entries(payload, key)))
 }
 
 /// `levels` nested arrays around 1: a payload field nesting that deep.
@@ -136,12 +140,9 @@ fn nested(levels: usize) -> Value {
 fn bad_inputs(topic: Topic, rng: &mut Rng, seq: u64) -> Vec<(&'static str, Vec<u8>, Vec<u8>)> {
     let key = b"k".to_vec();
     let good = valid(topic, seq);
+    let n = 1 + (rng.next() % 300) as usize;
     let mut out = vec![
-        (
-            "random bytes",
-            key.clone(),
-            rng.bytes(1 + (rng.next() % 300) as usize),
-        ),
+        ("random bytes", key.clone(), rng.bytes(n)),
         ("truncated", key.clone(), good[..good.len() / 2].to_vec()),
         (
             "array",

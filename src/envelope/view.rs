@@ -159,7 +159,16 @@ impl<'a> EnvelopeView<'a> {
         let mut inner = c.clone().limit_nesting(outer.min(MAX_NESTING - 1));
         let decoded = Self::decode_fields(topic, &mut inner);
         *c = inner.limit_nesting(outer);
-        decoded
+        // the limit as levels of the payload, the envelope map counted
+        decoded.map_err(|e| match e {
+            EnvelopeError::Msgpack(DecodeError::TooDeep { at, limit }) => {
+                EnvelopeError::Msgpack(DecodeError::TooDeep {
+                    at,
+                    limit: limit + 1,
+                })
+            }
+            other => other,
+        })
     }
 
     fn decode_fields(topic: Topic, c: &mut Cursor<'a>) -> Result<EnvelopeView<'a>, EnvelopeError> {
@@ -568,7 +577,7 @@ mod tests {
         rmpv::decode::read_value(&mut &ok[..]).unwrap();
         let deep = nested(65);
         match EnvelopeView::decode(Topic::Events, &deep) {
-            Err(EnvelopeError::Msgpack(DecodeError::TooDeep { at, limit: 63 })) => {
+            Err(EnvelopeError::Msgpack(DecodeError::TooDeep { at, limit: 64 })) => {
                 // the payload ends with the 64 arrays of `deep` and their 1:
                 // the one at level 65 is the last array
                 assert_eq!(deep[at], 0x91);
