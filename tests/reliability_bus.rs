@@ -27,8 +27,13 @@ use rdkafka::ClientContext;
 use rmpv::Value;
 
 /// (topic, partition, offset) of each delivered message, or the error.
+type Delivery = Result<(String, i32, i64), String>;
+
+/// One message sent: what it is, topic, key, payload, and whether it is bad.
+type Sent = (&'static str, Topic, Vec<u8>, Vec<u8>, bool);
+
 #[derive(Default)]
-struct Deliveries(Mutex<Vec<Result<(String, i32, i64), String>>>);
+struct Deliveries(Mutex<Vec<Delivery>>);
 
 impl ClientContext for Deliveries {}
 
@@ -218,7 +223,7 @@ fn bad_input_on_every_topic_is_counted_with_its_location_and_every_valid_message
         .unwrap();
     let mut rng = Rng(0x5eed_1234_abcd_0001);
     // (name, topic, key, payload, bad)
-    let mut sent: Vec<(&'static str, Topic, Vec<u8>, Vec<u8>, bool)> = Vec::new();
+    let mut sent: Vec<Sent> = Vec::new();
     let mut seq = 0;
     for round in 0..3 {
         for topic in Topic::ALL {

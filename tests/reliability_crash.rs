@@ -31,7 +31,10 @@ const RUNS: usize = 20;
 /// (topic, partition, offset, Kafka timestamp).
 type Index = HashMap<(String, String, u64), (Topic, i32, i64, i64)>;
 
-fn broker_contents(conn: &Connection) -> (Index, HashMap<(Topic, i32), (i64, i64)>) {
+/// Low and high watermark per partition.
+type Ends = HashMap<(Topic, i32), (i64, i64)>;
+
+fn broker_contents(conn: &Connection) -> (Index, Ends) {
     let c: BaseConsumer = conn
         .client_config(&[
             ("group.id", "crash-suite-reader".to_owned()),

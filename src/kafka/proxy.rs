@@ -362,12 +362,12 @@ mod tests {
     fn other_requests_and_garbage_pass_unchanged() {
         let big = batch(5000);
         for version in [2, 9] {
-            let mut req = produce(version, &[big.clone()]);
+            let mut req = produce(version, std::slice::from_ref(&big));
             let before = req.clone();
             assert_eq!(refuse_oversized(&mut req, 100), 0, "v{version}");
             assert_eq!(req, before);
         }
-        let mut fetch = produce(7, &[big.clone()]);
+        let mut fetch = produce(7, std::slice::from_ref(&big));
         fetch[1] = 1; // api key 1: Fetch
         let before = fetch.clone();
         assert_eq!(refuse_oversized(&mut fetch, 100), 0);
