@@ -9,7 +9,8 @@ small-60s.msgpack and snapshot-start.msgpack, the tail of a copy cut short
 inside a record and the damaged stretch of a copy with garbage inserted at a
 record boundary, single records of every kind, a few re-encoded
 variants (bin strings, other key orders, unknown and invalid records), and
-the envelopes of single events for `envelope_decode`. Needs Python `msgpack`.
+the envelopes of single events for `envelope_decode`, and nesting recipes
+for `deep_nesting`. Needs Python `msgpack`.
 """
 import argparse
 import hashlib
@@ -142,8 +143,15 @@ def main():
     session.add(damaged[before : at + 9 + 700])
     session.add(damaged[at : at + 9 + 700])
 
+    # Recipes for deep_nesting: three bytes of depth, then one byte per level
+    # (bit 0: array instead of map, bit 1: a scalar beside the child).
+    deep = Corpus(args.out, "deep_nesting", 64)
+    for levels, shape in ((1, b"\x00"), (63, b"\x01"), (64, b"\x02\x03"), (65, b"\x00"),
+                          (200, b"\x01\x02"), (150_000, b"\x00")):
+        deep.add(levels.to_bytes(3, "big") + shape)
+
     print(f"seed corpus: {session.count} new files in {session.dir}, "
-          f"{envelope.count} new in {envelope.dir}")
+          f"{envelope.count} new in {envelope.dir}, {deep.count} new in {deep.dir}")
 
 
 if __name__ == "__main__":

@@ -30,7 +30,7 @@ fi
 python3 fuzz/make_corpus.py || { echo "could not build the seed corpus" >&2; exit 2; }
 
 status=0
-for target in session_reader envelope_decode; do
+for target in session_reader envelope_decode deep_nesting; do
     echo "== $target: ${secs} s"
     mkdir -p "fuzz/artifacts/$target"
     if ! cargo fuzz run "$target" "fuzz/corpus/$target" -- \

@@ -84,3 +84,49 @@ mod tests {
         assert_eq!(utc(i64::MAX, DATE_TIME), format!("{} ms", i64::MAX));
     }
 }
+
+/// Text from data made safe to print: control characters (ESC, CR, BEL,
+/// C1 controls...) and the bidirectional overrides are written as escapes
+/// (`\u{1b}`), so no producer can move the cursor or recolour a terminal.
+/// Printable text comes back borrowed.
+pub fn escape(s: &str) -> std::borrow::Cow<'_, str> {
+    fn unsafe_char(c: char) -> bool {
+        c.is_control() || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+    }
+    if !s.chars().any(unsafe_char) {
+        return std::borrow::Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        if unsafe_char(c) {
+            out.extend(c.escape_unicode());
+        } else {
+            out.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
+/// [`escape`] for bytes that may not be UTF-8 (invalid bytes become U+FFFD).
+pub fn escape_bytes(b: &[u8]) -> String {
+    escape(&String::from_utf8_lossy(b)).into_owned()
+}
+
+#[cfg(test)]
+mod escape_tests {
+    use super::*;
+
+    #[test]
+    fn control_characters_are_escaped_and_plain_text_is_untouched() {
+        assert!(matches!(
+            escape("gen.1.cutoff é"),
+            std::borrow::Cow::Borrowed(_)
+        ));
+        assert_eq!(
+            escape("a\x1b[2Jb\r\n\u{7}"),
+            "a\\u{1b}[2Jb\\u{d}\\u{a}\\u{7}"
+        );
+        assert_eq!(escape("x\u{202e}y\u{9b}"), "x\\u{202e}y\\u{9b}");
+        assert_eq!(escape_bytes(b"k\xff\x1b"), "k\u{fffd}\\u{1b}");
+    }
+}

@@ -82,7 +82,8 @@ fn main() -> ExitCode {
         Ok(cli::Outcome::Ok) => ExitCode::SUCCESS,
         Ok(cli::Outcome::Finding) => ExitCode::from(1),
         Err(e) => {
-            eprintln!("integr8tor: {}", one_line(&e));
+            // escaped: an error can quote data (a path, a producer's text)
+            eprintln!("integr8tor: {}", integr8tor::human::escape(&one_line(&e)));
             ExitCode::from(2)
         }
     }

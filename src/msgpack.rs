@@ -4,7 +4,9 @@
 //! they read MessagePack in place instead of building value trees. Every read
 //! is bounds-checked and returns a [`DecodeError`] that tells running out of
 //! bytes (a truncated input) apart from bytes that are not valid MessagePack.
-//! Skipping a value is iterative, so hostile nesting cannot overflow the stack.
+//! Skipping a value is iterative, so hostile nesting cannot overflow the stack,
+//! and a cursor can be told to refuse values nested deeper than a limit
+//! ([`Cursor::limit_nesting`], docs/formats.md's [`MAX_NESTING`]).
 //!
 //! Why not `rmp`'s decode functions: `benches/msgpack_cursor.rs` walks the
 //! 1-hour, 405 MB, 1.82 M-record bench session both ways, reading the same
@@ -17,6 +19,10 @@
 //! its errors carry no byte offset, which every located error here needs.
 
 use std::fmt;
+
+/// The deepest a payload may nest maps and arrays (docs/formats.md section 2): the
+/// envelope map is level 1. Plain MessagePack readers stop at about 1,024.
+pub const MAX_NESTING: u32 = 64;
 
 /// Why a MessagePack read failed, with the absolute byte offset where it did.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -53,6 +59,14 @@ pub enum DecodeError {
         /// What the caller needed.
         expected: &'static str,
     },
+    /// Maps and arrays nested deeper than the cursor allows.
+    #[error("value nests maps or arrays more than {limit} levels deep at byte {at}")]
+    TooDeep {
+        /// Offset of the container that goes one level too deep.
+        at: usize,
+        /// The levels allowed.
+        limit: u32,
+    },
 }
 
 impl DecodeError {
@@ -67,7 +81,8 @@ impl DecodeError {
             DecodeError::Eof { at }
             | DecodeError::InvalidMarker { at, .. }
             | DecodeError::Type { at, .. }
-            | DecodeError::Range { at, .. } => at,
+            | DecodeError::Range { at, .. }
+            | DecodeError::TooDeep { at, .. } => at,
         }
     }
 }
@@ -138,6 +153,8 @@ pub struct Cursor<'a> {
     buf: &'a [u8],
     pos: usize,
     base: usize,
+    /// Levels of nesting a skipped value may have ([`u32::MAX`]: no limit).
+    nesting: u32,
 }
 
 impl<'a> Cursor<'a> {
@@ -148,7 +165,26 @@ impl<'a> Cursor<'a> {
 
     /// A cursor whose error offsets are shifted by `base` (the slice's position in a file).
     pub fn with_base(buf: &'a [u8], base: usize) -> Self {
-        Cursor { buf, pos: 0, base }
+        Cursor {
+            buf,
+            pos: 0,
+            base,
+            nesting: u32::MAX,
+        }
+    }
+
+    /// Makes [`Cursor::skip_value`] and [`Cursor::raw_value`] refuse, with
+    /// [`DecodeError::TooDeep`], a value that nests maps and arrays more than
+    /// `levels` deep (a map of scalars is one level). It also bounds the work
+    /// of trying a parse at every offset of hostile bytes.
+    pub fn limit_nesting(mut self, levels: u32) -> Self {
+        self.nesting = levels;
+        self
+    }
+
+    /// The nesting limit of skipped values ([`u32::MAX`]: none).
+    pub fn nesting_limit(&self) -> u32 {
+        self.nesting
     }
 
     /// Position within the slice.
@@ -399,91 +435,102 @@ impl<'a> Cursor<'a> {
         }
     }
 
-    /// Skips one complete value of any type, nested ones included, without recursion.
+    /// Skips one complete value of any type, nested ones included, without
+    /// recursion, in time linear in its size; a value nested deeper than
+    /// [`Cursor::limit_nesting`] allows is an error.
     pub fn skip_value(&mut self) -> Result<()> {
-        // Number of values still to skip; containers add their children.
-        let mut pending: u64 = 1;
-        while pending > 0 {
-            pending -= 1;
+        if self.nesting == u32::MAX {
+            // Number of values still to skip; containers add their children.
+            let mut pending: u64 = 1;
+            while pending > 0 {
+                pending -= 1;
+                if let Some(children) = self.skip_header()? {
+                    pending += children;
+                }
+            }
+            Ok(())
+        } else {
+            self.skip_value_within(self.nesting)
+        }
+    }
+
+    /// [`Cursor::skip_value`] with a nesting limit: the children still to
+    /// skip of each open container are kept on a stack of at most `limit` levels.
+    fn skip_value_within(&mut self, limit: u32) -> Result<()> {
+        const STACK: usize = 2 * MAX_NESTING as usize;
+        let limit = (limit as usize).min(STACK);
+        let mut open = [0u64; STACK];
+        let mut depth = 0usize;
+        loop {
             let at = self.pos;
-            let m = self.byte()?;
-            match m {
-                0x00..=0x7f | 0xe0..=0xff | 0xc0 | 0xc2 | 0xc3 => {}
-                0x80..=0x8f => pending += 2 * (m & 0x0f) as u64,
-                0x90..=0x9f => pending += (m & 0x0f) as u64,
-                0xa0..=0xbf => {
-                    self.take((m & 0x1f) as usize)?;
-                }
-                0xc1 => {
-                    return Err(DecodeError::InvalidMarker {
+            match self.skip_header()? {
+                Some(_) if depth == limit => {
+                    self.pos = at;
+                    return Err(DecodeError::TooDeep {
                         at: self.base + at,
-                        byte: m,
-                    })
+                        limit: limit as u32,
+                    });
                 }
-                0xc4 | 0xd9 => {
-                    let n = self.byte()? as usize;
-                    self.take(n)?;
+                Some(children) if children > 0 => {
+                    open[depth] = children;
+                    depth += 1;
+                    continue;
                 }
-                0xc5 | 0xda => {
-                    let n = self.be_u16()? as usize;
-                    self.take(n)?;
+                // a scalar or an empty container: one value done
+                _ => {}
+            }
+            loop {
+                if depth == 0 {
+                    return Ok(());
                 }
-                0xc6 | 0xdb => {
-                    let n = self.be_u32()? as usize;
-                    self.take(n)?;
+                open[depth - 1] -= 1;
+                if open[depth - 1] > 0 {
+                    break;
                 }
-                0xc7 => {
-                    let n = self.byte()? as usize;
-                    self.take(n + 1)?;
-                }
-                0xc8 => {
-                    let n = self.be_u16()? as usize;
-                    self.take(n + 1)?;
-                }
-                0xc9 => {
-                    let n = self.be_u32()? as usize;
-                    self.take(n + 1)?;
-                }
-                0xca => {
-                    self.take(4)?;
-                }
-                0xcb => {
-                    self.take(8)?;
-                }
-                0xcc | 0xd0 => {
-                    self.take(1)?;
-                }
-                0xcd | 0xd1 => {
-                    self.take(2)?;
-                }
-                0xce | 0xd2 => {
-                    self.take(4)?;
-                }
-                0xcf | 0xd3 => {
-                    self.take(8)?;
-                }
-                0xd4 => {
-                    self.take(2)?;
-                }
-                0xd5 => {
-                    self.take(3)?;
-                }
-                0xd6 => {
-                    self.take(5)?;
-                }
-                0xd7 => {
-                    self.take(9)?;
-                }
-                0xd8 => {
-                    self.take(17)?;
-                }
-                0xdc => pending += self.be_u16()? as u64,
-                0xdd => pending += self.be_u32()? as u64,
-                0xde => pending += 2 * self.be_u16()? as u64,
-                0xdf => pending += 2 * self.be_u32()? as u64,
+                depth -= 1;
             }
         }
-        Ok(())
+    }
+
+    /// Reads one value's marker: a scalar is consumed whole (`None`); a
+    /// container's header is consumed and its number of children returned.
+    #[inline(always)]
+    fn skip_header(&mut self) -> Result<Option<u64>> {
+        let at = self.pos;
+        let m = self.byte()?;
+        let n = match m {
+            0x00..=0x7f | 0xe0..=0xff | 0xc0 | 0xc2 | 0xc3 => 0,
+            0x80..=0x8f => return Ok(Some(2 * (m & 0x0f) as u64)),
+            0x90..=0x9f => return Ok(Some((m & 0x0f) as u64)),
+            0xa0..=0xbf => (m & 0x1f) as usize,
+            0xc1 => {
+                return Err(DecodeError::InvalidMarker {
+                    at: self.base + at,
+                    byte: m,
+                })
+            }
+            0xc4 | 0xd9 => self.byte()? as usize,
+            0xc5 | 0xda => self.be_u16()? as usize,
+            0xc6 | 0xdb => self.be_u32()? as usize,
+            0xc7 => self.byte()? as usize + 1,
+            0xc8 => self.be_u16()? as usize + 1,
+            0xc9 => self.be_u32()? as usize + 1,
+            0xca | 0xce | 0xd2 => 4,
+            0xcb | 0xcf | 0xd3 => 8,
+            0xcc | 0xd0 => 1,
+            0xcd | 0xd1 => 2,
+            0xd4 => 2,
+            0xd5 => 3,
+            0xd6 => 5,
+            0xd7 => 9,
+            0xd8 => 17,
+            0xdc => return Ok(Some(self.be_u16()? as u64)),
+            0xdd => return Ok(Some(self.be_u32()? as u64)),
+            0xde => return Ok(Some(2 * self.be_u16()? as u64)),
+            0xdf => return Ok(Some(2 * self.be_u32()? as u64)),
+        };
+        self.take(n)?;
+        Ok(None)
     }
 
     /// Skips one value and returns its raw bytes.
@@ -512,6 +559,29 @@ pub mod write {
             out.extend_from_slice(&(n as u32).to_be_bytes());
         }
         out.extend_from_slice(s.as_bytes());
+    }
+
+    /// A bin value (for bytes that are not UTF-8, such as a Kafka key kept as received).
+    pub fn bin(out: &mut Vec<u8>, b: &[u8]) {
+        let n = b.len();
+        if n <= u8::MAX as usize {
+            out.extend_from_slice(&[0xc4, n as u8]);
+        } else if n <= u16::MAX as usize {
+            out.push(0xc5);
+            out.extend_from_slice(&(n as u16).to_be_bytes());
+        } else {
+            out.push(0xc6);
+            out.extend_from_slice(&(n as u32).to_be_bytes());
+        }
+        out.extend_from_slice(b);
+    }
+
+    /// Bytes as str when they are UTF-8, else as bin (docs/formats.md section 3: a key as received).
+    pub fn str_or_bin(out: &mut Vec<u8>, b: &[u8]) {
+        match std::str::from_utf8(b) {
+            Ok(s) => str(out, s),
+            Err(_) => bin(out, b),
+        }
     }
 
     /// A map header for `n` entries.
@@ -642,6 +712,58 @@ mod tests {
         // cut short: reports eof, not a panic
         let mut c = Cursor::new(&deep[..500]);
         assert!(c.skip_value().unwrap_err().is_eof());
+    }
+
+    #[test]
+    fn a_nesting_limit_refuses_deeper_values_in_linear_time() {
+        // {"a": {"a": ... 1}} nested `levels` deep
+        let nested = |levels: usize| {
+            let mut v = Vec::new();
+            for _ in 0..levels {
+                v.extend_from_slice(&[0x81, 0xa1, b'a']);
+            }
+            v.push(0x01);
+            v
+        };
+        let ok = nested(64);
+        let mut c = Cursor::new(&ok).limit_nesting(64);
+        c.skip_value().unwrap();
+        assert!(c.is_empty());
+        let deep = nested(65);
+        let mut c = Cursor::with_base(&deep, 10).limit_nesting(64);
+        assert_eq!(
+            c.skip_value().unwrap_err(),
+            DecodeError::TooDeep {
+                at: 10 + 64 * 3,
+                limit: 64
+            }
+        );
+        // arrays and wide containers count the same way; siblings do not add depth
+        let mut wide = vec![0x93u8, 0x91, 0x91, 0x01, 0x92, 0x01, 0x02, 0x80];
+        let mut c = Cursor::new(&wide).limit_nesting(3);
+        c.skip_value().unwrap();
+        assert!(c.is_empty());
+        let mut c = Cursor::new(&wide).limit_nesting(2);
+        assert!(matches!(
+            c.skip_value(),
+            Err(DecodeError::TooDeep { at: 2, limit: 2 })
+        ));
+        // a limited skip agrees with the unlimited one on what it accepts
+        wide.push(0xc1);
+        let mut c = Cursor::new(&wide).limit_nesting(3);
+        c.skip_value().unwrap();
+        assert_eq!(c.pos(), 8);
+        // a million levels fail at the limit, not after walking them all
+        let mut million = vec![0x91u8; 1_000_000];
+        million.push(0x01);
+        let mut c = Cursor::new(&million).limit_nesting(64);
+        assert_eq!(c.skip_value().unwrap_err().offset(), 64);
+        // and a truncated value within the limit is still eof
+        assert!(Cursor::new(&ok[..20])
+            .limit_nesting(64)
+            .skip_value()
+            .unwrap_err()
+            .is_eof());
     }
 
     #[test]

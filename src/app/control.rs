@@ -124,6 +124,11 @@ struct Ctl {
     load_rx: Receiver<Result<LoadedSession, WorkerMsg>>,
     producer_id: String,
     last_notice: Vec<(&'static str, Instant)>,
+    /// The last value of every path the live view has seen: a recording
+    /// starts with them (docs/formats.md section 3, rule 4).
+    known: hashbrown::HashMap<String, f64>,
+    /// Says when the live link is lost and when it is back.
+    outage: Option<crate::kafka::Outage>,
     /// Whether the performer was told that real-time scheduling was refused.
     realtime_said: bool,
 }
@@ -150,6 +155,8 @@ impl Ctl {
             load_rx,
             producer_id: format!("integr8tor.app.{}", std::process::id()),
             last_notice: Vec::new(),
+            known: hashbrown::HashMap::new(),
+            outage: None,
             realtime_said: false,
         }
     }
@@ -428,6 +435,7 @@ impl Ctl {
         let mut config = RecorderConfig::new(rs.sessions_dir);
         config.snapshot_interval_ms = rs.snapshot_interval_ms.max(1);
         config.start = bus.settings.start;
+        config.initial_state = self.known.iter().map(|(p, v)| (p.clone(), *v)).collect();
         config.group_id = format!(
             "{}-recorder-{}-{}",
             group_prefix(&bus.settings.group_id),
@@ -625,15 +633,27 @@ impl Ctl {
                     m.topic, m.partition, m.offset, m.error
                 ),
             ),
-            SubscriberEvent::Connection(ConnectionState::Connected) => {
-                self.send(WorkerMsg::Link(LinkState::Connected))
-            }
-            SubscriberEvent::Connection(ConnectionState::Retrying { error }) => {
-                self.send(WorkerMsg::Link(LinkState::Retrying(error)))
+            SubscriberEvent::Connection(state) => {
+                let brokers = self
+                    .bus
+                    .as_ref()
+                    .map(|b| b.endpoint.connection().brokers().to_owned())
+                    .unwrap_or_default();
+                let outage = self
+                    .outage
+                    .get_or_insert_with(|| crate::kafka::Outage::new(brokers));
+                if let Some(line) = outage.on_state(&state, Instant::now()) {
+                    self.send(WorkerMsg::Notice(line));
+                }
+                self.send(WorkerMsg::Link(match state {
+                    ConnectionState::Connected => LinkState::Connected,
+                    ConnectionState::Retrying { error } => LinkState::Retrying(error),
+                }))
             }
             SubscriberEvent::ConsumeError { error } => {
                 self.notice_limited("consume", format!("consuming: {error}"))
             }
+            SubscriberEvent::Gap(gap) => self.notice_limited("gap", format!("live view: {gap}")),
         }
     }
 
@@ -660,14 +680,24 @@ impl Ctl {
                 value,
                 value_mapped,
                 ..
-            } => LiveMsg::Param {
-                path,
-                value,
-                value_mapped,
-                actor,
-                producer: env.producer_id,
-                ts_ms: env.ts_ms,
-            },
+            } => {
+                if r.actor.is_recorded() {
+                    match self.known.get_mut(path.as_str()) {
+                        Some(v) => *v = value,
+                        None => {
+                            self.known.insert(path.clone(), value);
+                        }
+                    }
+                }
+                LiveMsg::Param {
+                    path,
+                    value,
+                    value_mapped,
+                    actor,
+                    producer: env.producer_id,
+                    ts_ms: env.ts_ms,
+                }
+            }
             Body::Mod { bus, value, .. } => LiveMsg::Mod {
                 bus,
                 value,
@@ -780,6 +810,7 @@ fn recording_stats(s: &RecorderStats) -> RecordingStats {
         duplicates: s.duplicates,
         malformed: s.malformed,
         filtered: s.filtered,
+        gap_messages: s.gap_messages,
     }
 }
 

@@ -34,8 +34,22 @@ pub fn status_ui(ui: &mut egui::Ui, model: &Model, now: f64) {
             bus.brokers.clone()
         };
         ui.label(RichText::new(dot).monospace().color(color));
-        ui.label(RichText::new(where_).strong())
-            .on_hover_text("Where the live view, recorder and replay connect (Settings → Brokers)");
+        let hover = if bus.embedded {
+            format!(
+                "Where the live view, recorder and replay connect (Settings → Brokers). The embedded broker {}.",
+                crate::kafka::broker::retention_in_words()
+            )
+        } else {
+            "Where the live view, recorder and replay connect (Settings → Brokers)".to_owned()
+        };
+        ui.label(RichText::new(where_).strong()).on_hover_text(hover);
+        if bus.embedded {
+            ui.label(format!(
+                "keeps {} MiB/partition",
+                crate::kafka::broker::RETAINED_BYTES >> 20
+            ))
+            .on_hover_text(crate::kafka::broker::retention_in_words());
+        }
         if bus.demo {
             ui.label(RichText::new("demo engine running").color(PLAYHEAD))
                 .on_hover_text(
@@ -82,6 +96,16 @@ pub fn status_ui(ui: &mut egui::Ui, model: &Model, now: f64) {
                     ))
                     .color(REC_RED),
                 );
+                if stats.gap_messages > 0 {
+                    ui.label(
+                        RichText::new(format!("gap {}", fmt_count(stats.gap_messages)))
+                            .color(WARN),
+                    )
+                    .on_hover_text(
+                        "Messages the broker deleted (retention) before the recorder read them; \
+                         the recording resumed at the oldest message still kept",
+                    );
+                }
             }
             RecorderView::Stopping { .. } => {
                 ui.label(RichText::new("rec: finalizing").color(WARN));

@@ -211,6 +211,8 @@ pub struct RecordingStats {
     pub malformed: u64,
     /// Messages not recorded by the actor rules (`replay`, `telemetry`).
     pub filtered: u64,
+    /// Messages the broker deleted before the recorder read them.
+    pub gap_messages: u64,
 }
 
 /// A session loaded for playback: its facts, the loaded tables, and what

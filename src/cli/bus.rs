@@ -23,6 +23,9 @@ pub struct ConnectArgs {
     /// Overrides this program's defaults.
     #[arg(short = 'X', value_name = "KEY=VALUE", value_parser = parse_option)]
     pub options: Vec<(String, String)>,
+    /// How long to try to reach a broker before giving up (exit 2), in seconds.
+    #[arg(long, value_name = "S", default_value_t = 10.0)]
+    pub connect_timeout: f64,
 }
 
 fn parse_option(s: &str) -> Result<(String, String), String> {
@@ -30,6 +33,17 @@ fn parse_option(s: &str) -> Result<(String, String), String> {
 }
 
 impl ConnectArgs {
+    /// Waits until a broker of `endpoint` answers, for at most `--connect-timeout`;
+    /// the error is one line ("cannot reach the brokers at ... within 10 s: Connection refused").
+    pub fn reach(&self, endpoint: &Endpoint) -> anyhow::Result<()> {
+        let t = self.connect_timeout;
+        if !(t.is_finite() && t > 0.0) {
+            anyhow::bail!("--connect-timeout must be a number of seconds > 0, not {t}");
+        }
+        kafka::wait_for_brokers(endpoint.connection(), Duration::from_secs_f64(t))?;
+        Ok(())
+    }
+
     /// Connects to `--brokers`, or starts the embedded broker and says so on stderr.
     pub fn open(&self) -> anyhow::Result<Endpoint> {
         let endpoint = Endpoint::open(self.brokers.as_deref(), self.options.clone(), None)?;
@@ -131,6 +145,7 @@ pub fn broker(args: BrokerArgs) -> anyhow::Result<Outcome> {
     {
         let mut out = std::io::stdout().lock();
         writeln!(out, "bootstrap: {}", broker.bootstrap())?;
+        writeln!(out, "retention: {}", kafka::broker::retention_in_words())?;
         out.flush()?;
     }
     eprintln!(

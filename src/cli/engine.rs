@@ -17,7 +17,8 @@ use integr8tor::engine::{
     self, default_sessions_dir, replay, Demo, DemoConfig, PlayerCommand, PlayerConfig, PlayerEvent,
     Recorder, RecorderConfig, RecorderEvent, ReplayConfig, ReplayService,
 };
-use integr8tor::kafka::{Endpoint, StartFrom};
+use integr8tor::human::escape;
+use integr8tor::kafka::{Endpoint, Outage, StartFrom};
 use integr8tor::session::{LoadProgress, ReadOptions, Session};
 
 use super::bus::ConnectArgs;
@@ -140,6 +141,13 @@ impl Progress {
         self.last = Instant::now();
     }
 
+    /// Ends a line rewritten in place so that another line can be printed.
+    fn interrupt(&mut self) {
+        if self.tty {
+            eprintln!();
+        }
+    }
+
     fn done(&self) {
         if self.tty {
             eprintln!();
@@ -152,6 +160,8 @@ pub fn record(args: RecordArgs) -> anyhow::Result<Outcome> {
     let stop = stop_flag()?;
     let duration = seconds(args.duration, "--duration")?;
     let endpoint = open_bus(&args.connect)?;
+    args.connect.reach(&endpoint)?;
+    let mut outage = Outage::new(endpoint.connection().brokers());
     let mut config = RecorderConfig::new(args.dir.unwrap_or_else(default_sessions_dir));
     config.out = args.out;
     if args.from_beginning {
@@ -160,7 +170,7 @@ pub fn record(args: RecordArgs) -> anyhow::Result<Outcome> {
     let recorder = Recorder::start(endpoint.connection(), config)?;
     eprintln!(
         "recording noise.params, noise.events and noise.mod to {} (Ctrl-C stops)",
-        recorder.path().display()
+        escape(&recorder.path().display().to_string())
     );
     let started = Instant::now();
     let mut progress = Progress::new();
@@ -177,8 +187,17 @@ pub fn record(args: RecordArgs) -> anyhow::Result<Outcome> {
                 s.filtered,
                 s.malformed
             )),
-            Ok(RecorderEvent::Warning(w)) => log::warn!("{w}"),
-            Ok(RecorderEvent::Connection(state)) => log::info!("bus: {state:?}"),
+            Ok(RecorderEvent::Warning(w)) => {
+                progress.interrupt();
+                eprintln!("warning: {}", escape(&w));
+            }
+            Ok(RecorderEvent::Connection(state)) => {
+                log::debug!("bus: {state:?}");
+                if let Some(line) = outage.on_state(&state, Instant::now()) {
+                    progress.interrupt();
+                    eprintln!("{}", escape(&line));
+                }
+            }
             Ok(RecorderEvent::Failed(why)) => {
                 failed = Some(why);
                 break;
@@ -197,12 +216,21 @@ pub fn record(args: RecordArgs) -> anyhow::Result<Outcome> {
         (Err(e), _) => return Err(e).context("recording failed (everything before is on disk)"),
     };
     let s = summary.stats;
-    println!("file: {}", summary.path.display());
+    if summary.kept {
+        println!("file: {}", escape(&summary.path.display().to_string()));
+    } else {
+        println!("file: none (nothing was received, so no file was left)");
+    }
     println!("events: {}", s.events);
     println!("snapshots: {}", s.snapshots);
+    println!("initial state paths: {}", s.initial_paths);
     println!("duplicates dropped: {}", s.duplicates);
     println!("filtered (replay, telemetry): {}", s.filtered);
     println!("malformed skipped: {}", s.malformed);
+    println!(
+        "deleted by the broker before read: {} messages in {} gaps",
+        s.gap_messages, s.gaps
+    );
     println!("bytes: {}", s.bytes);
     println!("seconds: {:.1}", s.elapsed_ms as f64 / 1000.0);
     Ok(Outcome::Ok)
@@ -244,6 +272,7 @@ pub fn play(args: PlayArgs) -> anyhow::Result<Outcome> {
         anyhow::bail!("--to ({to}) is before --from ({from})");
     }
     let endpoint = open_bus(&args.connect)?;
+    args.connect.reach(&endpoint)?;
     let clock: SharedClock = Arc::new(MonotonicClock::new());
     let defaults = ReplayConfig::default();
     let config = ReplayConfig {
@@ -332,6 +361,7 @@ pub fn demo(args: DemoArgs) -> anyhow::Result<Outcome> {
     let stop = stop_flag()?;
     let duration = seconds(args.duration, "--duration")?;
     let endpoint = open_bus(&args.connect)?;
+    args.connect.reach(&endpoint)?;
     let demo = Demo::start(
         endpoint.connection(),
         DemoConfig {

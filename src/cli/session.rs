@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 use clap::Args;
+use integr8tor::human::escape;
 use integr8tor::session::{ReadOptions, Reader, Session};
 use serde::Serialize;
 
@@ -106,14 +107,16 @@ pub fn info(a: InfoArgs) -> anyhow::Result<Outcome> {
         writeln!(out)?;
         return Ok(Outcome::Ok);
     }
-    writeln!(out, "file:        {}", info.file)?;
+    // text from the file (topics, paths, producers, ids) is escaped: no
+    // control character of a hostile producer reaches the terminal
+    writeln!(out, "file:        {}", escape(&info.file))?;
     writeln!(
         out,
         "records:     {} events, {} snapshots, {} of unknown type",
         info.event_records, info.snapshot_records, info.unknown_records
     )?;
     for (t, n) in &info.by_topic {
-        writeln!(out, "  {t:<14} {n}")?;
+        writeln!(out, "  {:<14} {n}", escape(t))?;
     }
     match (first, last) {
         (Some(f), Some(l)) => writeln!(
@@ -125,10 +128,10 @@ pub fn info(a: InfoArgs) -> anyhow::Result<Outcome> {
     }
     writeln!(out, "parameters:  {}", info.param_paths.len())?;
     for p in &info.param_paths {
-        writeln!(out, "  {p}")?;
+        writeln!(out, "  {}", escape(p))?;
     }
-    writeln!(out, "producers:   {}", info.producers.join(", "))?;
-    writeln!(out, "sessions:    {}", info.session_ids.join(", "))?;
+    writeln!(out, "producers:   {}", escape(&info.producers.join(", ")))?;
+    writeln!(out, "sessions:    {}", escape(&info.session_ids.join(", ")))?;
     if info.dropped_bytes > 0 {
         writeln!(
             out,
@@ -157,7 +160,7 @@ pub fn state(a: StateArgs) -> anyhow::Result<Outcome> {
             writeln!(out, "no parameter set at {}", a.at)?;
         }
         for (id, v) in state {
-            writeln!(out, "{:<28} {v}", s.name(id))?;
+            writeln!(out, "{:<28} {v}", escape(s.name(id)))?;
         }
     }
     Ok(Outcome::Ok)
@@ -169,7 +172,7 @@ fn json_number(v: f64) -> serde_json::Value {
 
 /// Verifies a file; with `--recover`, writes every readable record to a new file.
 pub fn check(a: CheckArgs) -> anyhow::Result<Outcome> {
-    let name = a.file.display().to_string();
+    let name = escape(&a.file.display().to_string()).into_owned();
     let mut reader = Reader::open(&a.file, ReadOptions { recover: true })?;
     if std::fs::metadata(&a.file)?.len() == 0 {
         bail!("{name}: empty file, no records");
@@ -186,13 +189,20 @@ pub fn check(a: CheckArgs) -> anyhow::Result<Outcome> {
     let r = reader.report().clone();
     let mut out = std::io::stdout().lock();
     if let Some(c) = &r.corrupt {
-        writeln!(out, "{name}: corrupt at byte {}: {}", c.offset, c.reason)?;
+        writeln!(
+            out,
+            "{name}: corrupt at byte {}: {}",
+            c.offset,
+            escape(&c.reason)
+        )?;
     }
     if let Some(c) = &r.first_invalid {
         writeln!(
             out,
             "{name}: {} invalid record(s), the first at byte {}: {}",
-            r.invalid_records, c.offset, c.reason
+            r.invalid_records,
+            c.offset,
+            escape(&c.reason)
         )?;
     }
     if let Some(at) = r.truncated_at {
@@ -224,7 +234,11 @@ pub fn check(a: CheckArgs) -> anyhow::Result<Outcome> {
     }
     if let Some(s) = sink {
         let path = s.finish()?;
-        writeln!(out, "recovered {kept} records to {}", path.display())?;
+        writeln!(
+            out,
+            "recovered {kept} records to {}",
+            escape(&path.display().to_string())
+        )?;
     }
     Ok(if r.is_clean() {
         Outcome::Ok

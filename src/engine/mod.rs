@@ -23,7 +23,8 @@ pub use player::{
     PlayerStatus, PublisherSink, Realtime, ReplaySink, Replayed,
 };
 pub use recorder::{
-    default_sessions_dir, Recorder, RecorderConfig, RecorderEvent, RecorderStats, RecorderSummary,
+    default_sessions_dir, new_session_path, Recorder, RecorderConfig, RecorderEvent, RecorderStats,
+    RecorderSummary,
 };
 pub use replay::{new_session_id, ReplayConfig, ReplayService, ReplaySummary};
 
@@ -87,7 +88,10 @@ impl Route {
         match self {
             Route::Given => format!("brokers: {brokers}"),
             Route::EmbeddedStarted => {
-                format!("no --brokers given: started the embedded broker at {brokers}")
+                format!(
+                    "no --brokers given: started the embedded broker at {brokers} (it {})",
+                    crate::kafka::broker::retention_in_words()
+                )
             }
             Route::LocalFound => {
                 format!("no --brokers given: using the broker already listening at {brokers}")

@@ -8,6 +8,15 @@
 //! A killed process therefore loses only what arrived in about the last
 //! flush interval, and the file loads as it is. [`Recorder::stop`] stops the
 //! subscriber, writes everything it had already handed over, and fsyncs.
+//!
+//! A recording started at the latest messages is complete from its first
+//! instant: before writing anything it reads what `noise.params` retains up
+//! to the recording's start offsets, and begins its state with the last value
+//! of every path there (and with [`RecorderConfig::initial_state`], what the
+//! caller already knows), so the first snapshot holds the whole known state.
+//! Keys are stored exactly as received. Messages the broker deleted before
+//! they were read are counted as a gap and reported with topic and
+//! partition; a recording that received nothing leaves no file.
 
 use crate::thread::NamedThread;
 use std::path::{Path, PathBuf};
@@ -19,8 +28,8 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
 use super::EngineError;
 use crate::kafka::{
-    unix_ms_now, Connection, ConnectionState, StartFrom, Subscriber, SubscriberConfig,
-    SubscriberEvent,
+    read_retained_params, unix_ms_now, Connection, ConnectionState, StartFrom, Subscriber,
+    SubscriberConfig, SubscriberEvent,
 };
 use crate::session::writer::SessionWriter;
 use crate::Topic;
@@ -52,6 +61,15 @@ pub struct RecorderConfig {
     pub snapshot_interval_ms: i64,
     /// How often stats are reported.
     pub stats_every: Duration,
+    /// Values the caller already knows (path, value), e.g. the app's live
+    /// view: the state starts with them; what `noise.params` retains wins.
+    pub initial_state: Vec<(String, f64)>,
+    /// Read what `noise.params` retains before a [`StartFrom::Latest`]
+    /// recording starts (docs/formats.md section 3, rule 4).
+    pub read_retained: bool,
+    /// How long reading the retained history may take before the recording
+    /// starts with what was read (a warning says so).
+    pub retained_timeout: Duration,
 }
 
 impl RecorderConfig {
@@ -69,6 +87,9 @@ impl RecorderConfig {
             ),
             snapshot_interval_ms: crate::session::writer::SNAPSHOT_INTERVAL_MS,
             stats_every: Duration::from_millis(250),
+            initial_state: Vec::new(),
+            read_retained: true,
+            retained_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -92,6 +113,13 @@ pub struct RecorderStats {
     pub malformed: u64,
     /// Dropped by the actor rules (`replay`, `telemetry`).
     pub filtered: u64,
+    /// Messages the brokers deleted before they were read (see [`crate::kafka::Gap`]).
+    pub gap_messages: u64,
+    /// Times reading resumed after such a gap.
+    pub gaps: u64,
+    /// Paths the recording's state started with (retained history and
+    /// [`RecorderConfig::initial_state`]).
+    pub initial_paths: u64,
 }
 
 /// What the recorder reports while running.
@@ -114,6 +142,8 @@ pub struct RecorderSummary {
     pub path: PathBuf,
     /// Final counters.
     pub stats: RecorderStats,
+    /// False when nothing was received: the empty file was removed.
+    pub kept: bool,
 }
 
 /// A running recording. Dropping it stops it cleanly (see [`Recorder::stop`]).
@@ -141,22 +171,63 @@ impl Recorder {
         };
         let writer =
             SessionWriter::create(&path)?.with_snapshot_interval(config.snapshot_interval_ms);
+        let mut warnings = Vec::new();
+        let mut start_offsets = Vec::new();
+        let mut initial = config.initial_state.clone();
+        if config.start == StartFrom::Latest && config.read_retained {
+            match read_retained_params(connection, config.retained_timeout) {
+                Ok(retained) => {
+                    if !retained.complete {
+                        warnings.push(format!(
+                            "read {} retained noise.params messages before giving up after {:.0} s: the first snapshot may miss older paths",
+                            retained.messages,
+                            config.retained_timeout.as_secs_f64()
+                        ));
+                    }
+                    start_offsets = retained
+                        .ends
+                        .iter()
+                        .map(|&(p, o)| (Topic::Params, p, o))
+                        .collect();
+                    initial.extend(retained.values);
+                }
+                Err(e) => warnings.push(format!(
+                    "could not read what noise.params retains ({e}): the first snapshot holds only what is known"
+                )),
+            }
+        }
+        let writer = writer.with_initial_state(initial.iter().map(|(p, v)| (p.as_bytes(), *v)));
+        let initial_paths = {
+            let mut paths: Vec<&str> = initial.iter().map(|(p, _)| p.as_str()).collect();
+            paths.sort_unstable();
+            paths.dedup();
+            paths.len() as u64
+        };
         let subscriber = Subscriber::start(
             connection,
             SubscriberConfig {
                 thread_name: "recorder-consumer".to_owned(),
+                start_offsets,
                 ..SubscriberConfig::new(config.group_id.clone(), &RECORDED_TOPICS)
                     .start_from(config.start)
             },
         )?;
         let (tx, events) = crossbeam_channel::bounded(256);
+        for w in warnings {
+            log::warn!("recorder: {w}");
+            let _ = tx.try_send(RecorderEvent::Warning(w));
+        }
         let stop = Arc::new(AtomicBool::new(false));
         let worker = Worker {
             writer,
             tx,
-            stats: RecorderStats::default(),
+            stats: RecorderStats {
+                initial_paths,
+                ..RecorderStats::default()
+            },
             started: Instant::now(),
             stats_every: config.stats_every,
+            malformed_lines: LineLimit::new(MALFORMED_LINES_PER_S),
         };
         let thread = {
             let stop = Arc::clone(&stop);
@@ -227,12 +298,55 @@ pub fn new_session_path(dir: &Path, unix_ms: i64) -> PathBuf {
     path
 }
 
+/// At most this many malformed-message warnings a second; the rest are counted.
+const MALFORMED_LINES_PER_S: u32 = 5;
+
+/// Lets a few lines a second through and counts the ones it holds back.
+#[derive(Debug)]
+pub(crate) struct LineLimit {
+    per_window: u32,
+    window_start: Option<Instant>,
+    in_window: u32,
+    held_back: u64,
+}
+
+impl LineLimit {
+    pub(crate) fn new(per_second: u32) -> LineLimit {
+        LineLimit {
+            per_window: per_second,
+            window_start: None,
+            in_window: 0,
+            held_back: 0,
+        }
+    }
+
+    /// Whether a line may go out at `now`; when it may, also how many were
+    /// held back since the last one that went out.
+    pub(crate) fn admit(&mut self, now: Instant) -> Option<u64> {
+        let fresh = self
+            .window_start
+            .is_none_or(|s| now.saturating_duration_since(s) >= Duration::from_secs(1));
+        if fresh {
+            self.window_start = Some(now);
+            self.in_window = 0;
+        }
+        if self.in_window < self.per_window {
+            self.in_window += 1;
+            Some(std::mem::take(&mut self.held_back))
+        } else {
+            self.held_back += 1;
+            None
+        }
+    }
+}
+
 struct Worker {
     writer: SessionWriter,
     tx: Sender<RecorderEvent>,
     stats: RecorderStats,
     started: Instant,
     stats_every: Duration,
+    malformed_lines: LineLimit,
 }
 
 impl Worker {
@@ -297,8 +411,21 @@ impl Worker {
         }
         self.stats.duplicates = final_counts.duplicates;
         self.stats.malformed = final_counts.malformed;
+        self.stats.gap_messages = final_counts.gap_messages;
+        self.stats.gaps = final_counts.gaps;
         let path = self.writer.path().to_owned();
         let finished = self.writer.finish();
+        // nothing received: no file rather than an empty one no reader takes
+        let kept = match &finished {
+            Ok(w) if w.events == 0 && w.bytes == 0 => match std::fs::remove_file(&path) {
+                Ok(()) => false,
+                Err(e) => {
+                    log::warn!("recorder: removing the empty {}: {e}", path.display());
+                    true
+                }
+            },
+            _ => true,
+        };
         let written = match (&finished, &result) {
             (Ok(w), _) => Some(*w),
             _ => None,
@@ -316,6 +443,7 @@ impl Worker {
                 Ok(RecorderSummary {
                     path,
                     stats: self.stats,
+                    kept,
                 })
             }
             Err(e) => {
@@ -329,6 +457,8 @@ impl Worker {
         let s = subscriber.stats();
         self.stats.duplicates = s.duplicates;
         self.stats.malformed = s.malformed;
+        self.stats.gap_messages = s.gap_messages;
+        self.stats.gaps = s.gaps;
         let w = self.writer.stats();
         self.stats.events = w.events;
         self.stats.snapshots = w.snapshots;
@@ -344,10 +474,10 @@ impl Worker {
                         self.stats.filtered += 1;
                         continue;
                     }
-                    let key = m.key().unwrap_or_else(|| m.envelope_key());
+                    // the key exactly as received (docs/formats.md section 3, rule 3)
                     self.writer.append_checked(
                         m.topic,
-                        Some(key),
+                        m.key_bytes(),
                         m.payload(),
                         m.ts_ms,
                         m.param(),
@@ -355,10 +485,25 @@ impl Worker {
                 }
             }
             SubscriberEvent::Malformed(m) => {
-                let _ = self.tx.try_send(RecorderEvent::Warning(format!(
-                    "{}[{}]@{}: skipped: {}",
-                    m.topic, m.partition, m.offset, m.error
-                )));
+                if let Some(held_back) = self.malformed_lines.admit(Instant::now()) {
+                    let more = if held_back > 0 {
+                        format!(" ({held_back} more malformed messages not shown)")
+                    } else {
+                        String::new()
+                    };
+                    let _ = self.tx.try_send(RecorderEvent::Warning(format!(
+                        "{}[{}]@{}: skipped: {}{more}",
+                        crate::human::escape(&m.topic),
+                        m.partition,
+                        m.offset,
+                        crate::human::escape(&m.error)
+                    )));
+                }
+            }
+            SubscriberEvent::Gap(gap) => {
+                self.stats.gap_messages += gap.missing();
+                self.stats.gaps += 1;
+                let _ = self.tx.try_send(RecorderEvent::Warning(gap.to_string()));
             }
             SubscriberEvent::Connection(state) => {
                 let _ = self.tx.try_send(RecorderEvent::Connection(state));

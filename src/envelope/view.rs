@@ -7,7 +7,7 @@
 //! is kept or changed.
 
 use super::{bus_number, Actor, ActorKind, Body, Envelope, EnvelopeError, RawValue, Topic};
-use crate::msgpack::{Cursor, DecodeError, Kind};
+use crate::msgpack::{Cursor, DecodeError, Kind, MAX_NESTING};
 
 /// An envelope decoded in place: strings and raw values borrow the payload.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -147,11 +147,31 @@ impl<'a> EnvelopeView<'a> {
         Ok(view)
     }
 
-    /// Decodes one envelope map at the cursor.
+    /// Decodes one envelope map at the cursor. A payload that nests maps or
+    /// arrays more than [`MAX_NESTING`] levels deep (the envelope map is the
+    /// first) is refused with [`DecodeError::TooDeep`] (docs/formats.md section 2).
     pub fn decode_from(
         topic: Topic,
         c: &mut Cursor<'a>,
     ) -> Result<EnvelopeView<'a>, EnvelopeError> {
+        // the fields' values sit one level inside the envelope map
+        let outer = c.nesting_limit();
+        let mut inner = c.clone().limit_nesting(outer.min(MAX_NESTING - 1));
+        let decoded = Self::decode_fields(topic, &mut inner);
+        *c = inner.limit_nesting(outer);
+        // the limit as levels of the payload, the envelope map counted
+        decoded.map_err(|e| match e {
+            EnvelopeError::Msgpack(DecodeError::TooDeep { at, limit }) => {
+                EnvelopeError::Msgpack(DecodeError::TooDeep {
+                    at,
+                    limit: limit + 1,
+                })
+            }
+            other => other,
+        })
+    }
+
+    fn decode_fields(topic: Topic, c: &mut Cursor<'a>) -> Result<EnvelopeView<'a>, EnvelopeError> {
         let start = c.pos();
         let kind = c.peek_kind()?;
         if kind != Kind::Map {
@@ -538,6 +558,50 @@ mod tests {
             EnvelopeView::decode(Topic::Params, &bytes),
             Err(EnvelopeError::Missing("value"))
         );
+    }
+
+    #[test]
+    fn a_payload_nested_deeper_than_64_levels_is_malformed() {
+        // an extra field holding `levels - 1` nested arrays: the payload nests `levels` deep
+        let nested = |levels: usize| {
+            let mut inner = Value::from(1);
+            for _ in 0..levels - 1 {
+                inner = Value::Array(vec![inner]);
+            }
+            event(&[("deep", inner)])
+        };
+        let ok = nested(64);
+        let view = EnvelopeView::decode(Topic::Events, &ok).unwrap();
+        assert_eq!(view.extra_count(), 2);
+        // plain readers take it back
+        rmpv::decode::read_value(&mut &ok[..]).unwrap();
+        let deep = nested(65);
+        match EnvelopeView::decode(Topic::Events, &deep) {
+            Err(EnvelopeError::Msgpack(DecodeError::TooDeep { at, limit: 64 })) => {
+                // the payload ends with the 64 arrays of `deep` and their 1:
+                // the one at level 65 is the last array
+                assert_eq!(deep[at], 0x91);
+                assert_eq!(at, deep.len() - 2);
+            }
+            other => panic!("{other:?}"),
+        }
+        // a nested `state` counts too
+        let mut state = Value::Map(vec![]);
+        for _ in 0..64 {
+            state = Value::Map(vec![(Value::from("x"), state)]);
+        }
+        let payload = map(&[
+            ("session_id", Value::from("s")),
+            ("producer_id", Value::from("p")),
+            ("seq", Value::from(1)),
+            ("ts_ms", Value::from(1)),
+            ("key", Value::from("preset")),
+            ("state", state),
+        ]);
+        assert!(matches!(
+            EnvelopeView::decode(Topic::State, &payload),
+            Err(EnvelopeError::Msgpack(DecodeError::TooDeep { .. }))
+        ));
     }
 
     #[test]

@@ -136,7 +136,7 @@ impl ClientContext for LastError {
                 log::debug!("librdkafka: {facility} {message}");
                 self.set(message);
             }
-            L::Warning => log::warn!("librdkafka: {facility} {message}"),
+            L::Warning => log::debug!("librdkafka: {facility} {message}"),
             L::Notice | L::Info | L::Debug => log::debug!("librdkafka: {facility} {message}"),
         }
     }

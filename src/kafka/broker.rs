@@ -3,8 +3,13 @@
 //!
 //! What it is and is not:
 //! - one broker, the five topics created with their partition counts; topic
-//!   configs (retention, compaction) are not applied: the mock keeps about
-//!   5 MiB or 100,000 batches per partition and drops the oldest beyond that;
+//!   configs (retention, compaction) are not applied: the mock keeps the last
+//!   [`RETAINED_BYTES`] (5 MiB) or [`RETAINED_BATCHES`] (100,000) producer
+//!   batches per partition and drops the oldest beyond that;
+//! - a record batch over [`MAX_BATCH_BYTES`] (1 MiB) for one partition is
+//!   refused to its producer ("Broker: Invalid message size"), as a real
+//!   broker refuses one over `message.max.bytes`: the mock itself would keep
+//!   it and delete everything before it, acknowledged messages included;
 //! - no CreateTopics API and no timestamp lookups (ListOffsets by time);
 //! - idempotent producers, consumer groups and offset commits work;
 //! - it holds an empty fetch for the whole `fetch.wait.max.ms` even if data
@@ -33,8 +38,27 @@ use rdkafka::producer::{BaseProducer, Producer};
 use rdkafka::ClientConfig;
 
 use super::admin::topic_specs;
-use super::proxy::Proxy;
+pub use super::proxy::MAX_BATCH_BYTES;
+use super::proxy::{Proxy, PRODUCE_VERSIONS};
 use super::BusError;
+
+/// Bytes of record batches the embedded broker keeps per partition (the
+/// oldest go first beyond that).
+pub const RETAINED_BYTES: usize = 5 << 20;
+
+/// Producer batches the embedded broker keeps per partition.
+pub const RETAINED_BATCHES: usize = 100_000;
+
+/// What the embedded broker keeps, in words, for `integr8tor broker`, the
+/// app's status bar and the README.
+pub fn retention_in_words() -> String {
+    format!(
+        "keeps the last {} MiB or {} batches per partition; refuses batches over {} MiB",
+        RETAINED_BYTES >> 20,
+        RETAINED_BATCHES,
+        MAX_BATCH_BYTES >> 20
+    )
+}
 
 /// Port `integr8tor broker` uses unless told otherwise (Redpanda's external
 /// listener in docker/docker-compose.yml, so clients need no change).
@@ -42,9 +66,39 @@ pub const DEFAULT_PORT: u16 = 19092;
 
 type Reply = Sender<Result<(), String>>;
 
+/// A fault librdkafka's mock can inject, for reliability tests.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fault {
+    /// Adds this much round-trip time to every broker's responses (0 clears it).
+    Rtt(Duration),
+    /// The next requests of Kafka API `api_key` (0 Produce, 1 Fetch, 3
+    /// Metadata, ...) fail with these errors, one each, in order.
+    RequestErrors {
+        /// The Kafka protocol API key.
+        api_key: i16,
+        /// The errors to answer with (`RDKafkaRespErr::RD_KAFKA_RESP_ERR__TRANSPORT`
+        /// makes the broker drop the connection instead).
+        errors: Vec<rdkafka::types::RDKafkaRespErr>,
+    },
+    /// One broker of a cluster goes down (connections closed, new ones refused).
+    BrokerDown(i32),
+    /// That broker comes back.
+    BrokerUp(i32),
+    /// A partition's leader moves to another broker.
+    Leader {
+        /// Topic name.
+        topic: String,
+        /// Partition.
+        partition: i32,
+        /// The new leader's id (1..=brokers).
+        broker: i32,
+    },
+}
+
 enum Command {
     Down(Reply),
     Up(Reply),
+    Fault(Fault, Reply),
     CreateTopic {
         name: String,
         partitions: i32,
@@ -72,11 +126,15 @@ impl EmbeddedBroker {
     /// Starts a broker on 127.0.0.1: on `port` if given and non-zero (failing
     /// if it is taken), else on any free port; creates the five topics.
     pub fn start(port: Option<u16>) -> Result<EmbeddedBroker, BusError> {
+        Self::start_with(port, 1)
+    }
+
+    fn start_with(port: Option<u16>, brokers: i32) -> Result<EmbeddedBroker, BusError> {
         let (command_tx, command_rx) = crossbeam_channel::unbounded();
         let (ready_tx, ready_rx) = crossbeam_channel::bounded(1);
         let requested = port.filter(|p| *p != 0);
         let mut thread = NamedThread::spawn("embedded-broker", move || {
-            serve(requested, command_rx, ready_tx)
+            serve(requested, brokers, command_rx, ready_tx)
         })
         .map_err(|error| BusError::Io {
             context: "starting the embedded broker thread".to_owned(),
@@ -116,6 +174,19 @@ impl EmbeddedBroker {
     /// (the port stays reserved). For outage tests.
     pub fn set_down(&self) -> Result<(), BusError> {
         self.command(Command::Down)
+    }
+
+    /// Injects a fault (see [`Fault`]).
+    pub fn inject(&self, fault: Fault) -> Result<(), BusError> {
+        self.command(|reply| Command::Fault(fault, reply))
+    }
+
+    /// A cluster of `brokers` brokers (ids 1..=brokers) on kernel-chosen
+    /// ports, every partition replicated on each, for failover tests. Unlike
+    /// [`EmbeddedBroker::start`] its clients talk to the mock directly, so
+    /// it does not refuse oversized batches.
+    pub fn start_cluster(brokers: i32) -> Result<EmbeddedBroker, BusError> {
+        Self::start_with(None, brokers.max(1))
     }
 
     /// Brings the broker back after [`EmbeddedBroker::set_down`].
@@ -166,10 +237,11 @@ impl Drop for EmbeddedBroker {
 /// The broker thread: create, report ready, serve commands until the handle goes.
 fn serve(
     port: Option<u16>,
+    brokers: i32,
     commands: Receiver<Command>,
     ready: Sender<Result<(String, u16), String>>,
 ) {
-    let cluster = match MockCluster::create(port) {
+    let cluster = match MockCluster::create(port, brokers) {
         Ok(c) => c,
         Err(message) => {
             let _ = ready.send(Err(message));
@@ -190,6 +262,9 @@ fn serve(
             Ok(Command::Up(reply)) => {
                 let _ = reply.send(cluster.set_up_down(true));
             }
+            Ok(Command::Fault(fault, reply)) => {
+                let _ = reply.send(cluster.inject(&fault));
+            }
             Ok(Command::CreateTopic {
                 name,
                 partitions,
@@ -205,6 +280,20 @@ fn serve(
     }
 }
 
+/// The mock cluster's client handle: its librdkafka log goes to the log at debug level.
+struct QuietContext;
+
+impl rdkafka::client::ClientContext for QuietContext {
+    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, facility: &str, message: &str) {
+        super::quiet_log(level, facility, message);
+    }
+}
+
+impl rdkafka::producer::ProducerContext for QuietContext {
+    type DeliveryOpaque = ();
+    fn delivery(&self, _: &rdkafka::producer::DeliveryResult<'_>, _: ()) {}
+}
+
 /// Owns a librdkafka mock cluster and the client handle it is attached to.
 struct MockCluster {
     raw: *mut sys::rd_kafka_mock_cluster_t,
@@ -212,16 +301,16 @@ struct MockCluster {
     bootstrap: String,
     port: u16,
     /// Must outlive `raw` (librdkafka requires the handle for the cluster's lifetime).
-    handle: BaseProducer,
+    handle: BaseProducer<QuietContext>,
 }
 
 impl MockCluster {
-    fn create(port: Option<u16>) -> Result<MockCluster, String> {
-        let handle: BaseProducer = ClientConfig::new()
-            .create()
+    fn create(port: Option<u16>, brokers: i32) -> Result<MockCluster, String> {
+        let handle: BaseProducer<QuietContext> = ClientConfig::new()
+            .create_with_context(QuietContext)
             .map_err(|e| format!("cannot create the librdkafka handle: {e}"))?;
         // SAFETY: the handle is a valid client and outlives the cluster (see Drop).
-        let raw = unsafe { sys::rd_kafka_mock_cluster_new(handle.client().native_ptr(), 1) };
+        let raw = unsafe { sys::rd_kafka_mock_cluster_new(handle.client().native_ptr(), brokers) };
         if raw.is_null() {
             return Err(
                 "librdkafka could not start its mock cluster (see the log for why)".to_owned(),
@@ -237,7 +326,7 @@ impl MockCluster {
         // SAFETY: raw is a live cluster; the call only sets a default.
         unsafe { sys::rd_kafka_mock_group_initial_rebalance_delay_ms(raw, 0) };
         for spec in topic_specs() {
-            cluster.create_topic(spec.topic.name(), spec.partitions)?;
+            cluster.create_topic_replicated(spec.topic.name(), spec.partitions, brokers)?;
         }
         // SAFETY: raw is live; the returned string is owned by the cluster and copied here.
         let mock_address = unsafe {
@@ -245,37 +334,106 @@ impl MockCluster {
                 .to_string_lossy()
                 .into_owned()
         };
+        if brokers > 1 {
+            // a failover test cluster: clients talk to the brokers directly
+            cluster.bootstrap = mock_address.clone();
+            cluster.port = mock_address
+                .split(',')
+                .next()
+                .and_then(|a| a.parse::<SocketAddr>().ok())
+                .map_or(0, |a| a.port());
+            return Ok(cluster);
+        }
         let upstream: SocketAddr = mock_address
             .parse()
             .map_err(|e| format!("unexpected mock broker address {mock_address:?}: {e}"))?;
-        match port {
-            None => {
-                cluster.port = upstream.port();
-                cluster.bootstrap = format!("127.0.0.1:{}", upstream.port());
-            }
-            Some(port) => {
-                let listen = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, port));
-                let proxy = Proxy::start(listen, upstream)
-                    .map_err(|e| format!("cannot listen on 127.0.0.1:{port}: {e}"))?;
-                let host = CString::new("127.0.0.1").map_err(|e| e.to_string())?;
-                // SAFETY: raw is live; librdkafka copies the host string under its lock.
-                unsafe {
-                    sys::rd_kafka_mock_broker_set_host_port(raw, 1, host.as_ptr(), i32::from(port))
-                };
-                cluster.proxy = Some(proxy);
-                cluster.port = port;
-                cluster.bootstrap = format!("127.0.0.1:{port}");
-            }
-        }
+        // Produce requests of a fixed layout, so the proxy can refuse
+        // oversized batches (see the `proxy` module)
+        let (min, max) = PRODUCE_VERSIONS;
+        // SAFETY: raw is live; the call only sets the versions it advertises.
+        let err = unsafe { sys::rd_kafka_mock_set_apiversion(raw, 0, min, max) };
+        check(err, "setting the Produce versions")?;
+        // Every client goes through the proxy, on the requested port or a free one.
+        let listen = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, port.unwrap_or(0)));
+        let proxy = Proxy::start(listen, upstream).map_err(|e| match port {
+            Some(port) => format!("cannot listen on 127.0.0.1:{port}: {e}"),
+            None => format!("cannot listen on 127.0.0.1: {e}"),
+        })?;
+        let port = proxy.local_addr().port();
+        let host = CString::new("127.0.0.1").map_err(|e| e.to_string())?;
+        // SAFETY: raw is live; librdkafka copies the host string under its lock.
+        unsafe { sys::rd_kafka_mock_broker_set_host_port(raw, 1, host.as_ptr(), i32::from(port)) };
+        cluster.proxy = Some(proxy);
+        cluster.port = port;
+        cluster.bootstrap = format!("127.0.0.1:{port}");
         Ok(cluster)
     }
 
     fn create_topic(&self, name: &str, partitions: i32) -> Result<(), String> {
+        self.create_topic_replicated(name, partitions, 1)
+    }
+
+    fn create_topic_replicated(
+        &self,
+        name: &str,
+        partitions: i32,
+        replicas: i32,
+    ) -> Result<(), String> {
         let c_name = CString::new(name).map_err(|_| format!("topic name {name:?} contains NUL"))?;
         // SAFETY: raw is live and the name outlives the call.
-        let err =
-            unsafe { sys::rd_kafka_mock_topic_create(self.raw, c_name.as_ptr(), partitions, 1) };
+        let err = unsafe {
+            sys::rd_kafka_mock_topic_create(self.raw, c_name.as_ptr(), partitions, replicas)
+        };
         check(err, &format!("creating topic {name}"))
+    }
+
+    fn inject(&self, fault: &Fault) -> Result<(), String> {
+        // SAFETY (every call): raw is live; arrays and strings outlive the calls.
+        match fault {
+            Fault::Rtt(rtt) => {
+                let ms = i32::try_from(rtt.as_millis()).unwrap_or(i32::MAX);
+                let err = unsafe { sys::rd_kafka_mock_broker_set_rtt(self.raw, -1, ms) };
+                check(err, "setting the round-trip time")
+            }
+            Fault::RequestErrors { api_key, errors } => {
+                let codes: &[sys::rd_kafka_resp_err_t] = errors;
+                unsafe {
+                    sys::rd_kafka_mock_push_request_errors_array(
+                        self.raw,
+                        *api_key,
+                        codes.len(),
+                        codes.as_ptr(),
+                    )
+                };
+                Ok(())
+            }
+            Fault::BrokerDown(id) => check(
+                unsafe { sys::rd_kafka_mock_broker_set_down(self.raw, *id) },
+                &format!("taking broker {id} down"),
+            ),
+            Fault::BrokerUp(id) => check(
+                unsafe { sys::rd_kafka_mock_broker_set_up(self.raw, *id) },
+                &format!("bringing broker {id} up"),
+            ),
+            Fault::Leader {
+                topic,
+                partition,
+                broker,
+            } => {
+                let name = CString::new(topic.as_str()).map_err(|e| e.to_string())?;
+                check(
+                    unsafe {
+                        sys::rd_kafka_mock_partition_set_leader(
+                            self.raw,
+                            name.as_ptr(),
+                            *partition,
+                            *broker,
+                        )
+                    },
+                    &format!("moving the leader of {topic}[{partition}] to broker {broker}"),
+                )
+            }
+        }
     }
 
     fn set_up_down(&self, up: bool) -> Result<(), String> {

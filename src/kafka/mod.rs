@@ -21,6 +21,8 @@ pub mod dedup;
 mod proxy;
 pub mod publisher;
 pub mod ratelimit;
+pub mod reach;
+pub mod retained;
 pub mod subscriber;
 
 use std::future::Future;
@@ -38,9 +40,11 @@ pub use publisher::{
     Draft, PublishOutcome, Publisher, PublisherConfig, PublisherEvent, PublisherStats,
 };
 pub use ratelimit::{RateDecision, RateLimiter, RateLimits};
+pub use reach::{wait_for_brokers, Outage, DEFAULT_REACH_TIMEOUT};
+pub use retained::{read_retained_params, RetainedParams};
 pub use subscriber::{
-    ConnectionState, Malformed, Received, StartFrom, Subscriber, SubscriberConfig, SubscriberEvent,
-    SubscriberStats,
+    ConnectionState, Gap, Malformed, Received, StartFrom, Subscriber, SubscriberConfig,
+    SubscriberEvent, SubscriberStats,
 };
 
 /// What went wrong on the bus, in words.
@@ -73,6 +77,16 @@ pub enum BusError {
         /// Topic name.
         topic: String,
         /// What went wrong.
+        reason: String,
+    },
+    /// No broker answered within the time allowed.
+    #[error("cannot reach the brokers at {brokers} within {:.0} s: {reason}", .waited.as_secs_f64())]
+    Unreachable {
+        /// The bootstrap servers tried.
+        brokers: String,
+        /// How long it waited.
+        waited: std::time::Duration,
+        /// Why, in words ("Connection refused").
         reason: String,
     },
     /// The embedded broker could not start or stopped answering.
@@ -145,6 +159,12 @@ fn detail_suffix(detail: &Option<String>) -> String {
         .as_ref()
         .map(|d| format!(" ({d})"))
         .unwrap_or_default()
+}
+
+/// Where librdkafka's own log lines go: the log at debug level, never the
+/// performer's terminal (the clients report what matters in words).
+pub(crate) fn quiet_log(_level: rdkafka::config::RDKafkaLogLevel, facility: &str, message: &str) {
+    log::debug!("librdkafka: {facility} {message}");
 }
 
 /// Wall-clock milliseconds since the Unix epoch (the envelope's `ts_ms`).

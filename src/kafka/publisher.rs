@@ -286,9 +286,15 @@ struct PublisherContext {
 }
 
 impl ClientContext for PublisherContext {
+    /// librdkafka's own lines go to the log at debug level; what they mean
+    /// reaches the owner as [`PublisherEvent`]s.
+    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, facility: &str, message: &str) {
+        super::quiet_log(level, facility, message);
+    }
+
     fn error(&self, error: KafkaError, reason: &str) {
         self.counters.broker_errors.fetch_add(1, Ordering::Relaxed);
-        log::warn!("publisher: {error}: {reason}");
+        log::debug!("publisher: {error}: {reason}");
         let _ = self.events.try_send(PublisherEvent::BrokerError {
             error: format!("{reason} ({})", super::error_in_words(&error)),
         });
@@ -311,7 +317,9 @@ impl ProducerContext for PublisherContext {
                 let key = message
                     .key()
                     .map(|k| String::from_utf8_lossy(k).into_owned());
-                log::warn!(
+                // counted and sent as an event: one line per message would
+                // flood the terminal when the brokers are gone
+                log::debug!(
                     "publisher: message seq {seq} to {} (key {key:?}) not delivered: {error}",
                     message.topic()
                 );
@@ -561,7 +569,7 @@ impl Publisher {
             }
             Err((e, _)) => {
                 self.counters.rejected.fetch_add(1, Ordering::Relaxed);
-                log::warn!("publisher: {} refused a message: {e}", topic.name());
+                log::debug!("publisher: {} refused a message: {e}", topic.name());
                 PublishOutcome::Rejected {
                     error: super::error_in_words(&e),
                 }

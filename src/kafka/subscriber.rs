@@ -16,6 +16,14 @@
 //! [`ConnectionState::Connected`] once the group has assigned partitions or a
 //! metadata probe succeeds again.
 //!
+//! A position that falls out of the range the brokers still hold (retention
+//! deleted what was not read yet) resumes at the oldest message they hold,
+//! never at the end: `auto.offset.reset` is always `earliest`, and
+//! [`StartFrom::Latest`] is applied by the subscriber itself when partitions
+//! are assigned (the committed offset if there is one, else the end of the
+//! partition at its first assignment). Messages skipped that way are counted
+//! and reported as a [`Gap`] with topic, partition and offsets.
+//!
 //! Offsets are stored only after their batch is on the channel and committed
 //! by librdkafka's auto-commit, plus a synchronous commit when the subscriber
 //! stops: a subscriber restarted on the same group resumes after the last
@@ -25,6 +33,7 @@
 //! not lose messages), checking for a stop request every 100 ms.
 
 use crate::thread::NamedThread;
+use std::collections::HashMap;
 use std::ops::Range;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -103,6 +112,10 @@ pub struct SubscriberConfig {
     /// (a larger payload makes a batch of its own). Bounds the memory one
     /// held `Received` keeps alive; at most 4 GiB.
     pub max_batch_bytes: usize,
+    /// Where partitions without a committed offset start under
+    /// [`StartFrom::Latest`], instead of their end at assignment (a recorder
+    /// continues exactly where its initial state was read up to).
+    pub start_offsets: Vec<(Topic, i32, i64)>,
     /// `fetch.wait.max.ms`; `None`: [`EMBEDDED_FETCH_WAIT_MS`] on the embedded
     /// broker, [`DEFAULT_FETCH_WAIT_MS`] elsewhere. A `-X` option still wins.
     pub fetch_wait_max_ms: Option<u32>,
@@ -121,6 +134,7 @@ impl SubscriberConfig {
             channel_capacity: 1024,
             max_batch: 1024,
             max_batch_bytes: DEFAULT_MAX_BATCH_BYTES,
+            start_offsets: Vec::new(),
             fetch_wait_max_ms: None,
             thread_name: "kafka-subscriber".to_owned(),
         }
@@ -177,8 +191,8 @@ enum ReceivedKey {
     Absent,
     /// The key docs/formats.md section 1 assigns, as nearly every producer sends.
     Envelope,
-    /// Any other key (lossy UTF-8 if a producer sent other bytes).
-    Other(String),
+    /// Any other key, exactly as received.
+    Other(Box<[u8]>),
 }
 
 impl Received {
@@ -198,11 +212,21 @@ impl Received {
         &self.bytes[self.payload.start as usize..self.payload.end as usize]
     }
 
-    /// The Kafka key, if the message had one.
+    /// The Kafka key as text, if the message had one and it is UTF-8
+    /// (see [`Received::key_bytes`] for the bytes as received).
     pub fn key(&self) -> Option<&str> {
         match &self.key {
             ReceivedKey::Absent => None,
             ReceivedKey::Envelope => Some(self.envelope_key()),
+            ReceivedKey::Other(k) => std::str::from_utf8(k).ok(),
+        }
+    }
+
+    /// The Kafka key exactly as received (`None`: the message had none).
+    pub fn key_bytes(&self) -> Option<&[u8]> {
+        match &self.key {
+            ReceivedKey::Absent => None,
+            ReceivedKey::Envelope => Some(self.envelope_key().as_bytes()),
             ReceivedKey::Other(k) => Some(k),
         }
     }
@@ -232,7 +256,43 @@ fn received_key(key: Option<&[u8]>, view: &EnvelopeView<'_>) -> ReceivedKey {
         None => ReceivedKey::Absent,
         // comparing bytes is cheaper than validating UTF-8 again
         Some(k) if k == view.kafka_key().as_bytes() => ReceivedKey::Envelope,
-        Some(k) => ReceivedKey::Other(String::from_utf8_lossy(k).into_owned()),
+        Some(k) => ReceivedKey::Other(k.into()),
+    }
+}
+
+/// Messages the brokers deleted before the subscriber read them: its position
+/// fell out of the retained range and it resumed at the oldest message held.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Gap {
+    /// The topic.
+    pub topic: Topic,
+    /// Kafka partition.
+    pub partition: i32,
+    /// The first offset that was not read.
+    pub from_offset: i64,
+    /// Where reading resumed (the oldest offset still held).
+    pub resumed_at: i64,
+}
+
+impl Gap {
+    /// How many messages were lost to retention.
+    pub fn missing(&self) -> u64 {
+        (self.resumed_at - self.from_offset).max(0) as u64
+    }
+}
+
+impl std::fmt::Display for Gap {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}[{}]: {} messages (offsets {} to {}) were deleted by the broker before they were read; resumed at offset {}",
+            self.topic,
+            self.partition,
+            self.missing(),
+            self.from_offset,
+            self.resumed_at - 1,
+            self.resumed_at
+        )
     }
 }
 
@@ -270,6 +330,8 @@ pub enum SubscriberEvent {
     Messages(Vec<Received>),
     /// A skipped message.
     Malformed(Malformed),
+    /// Messages deleted by the brokers before they were read.
+    Gap(Gap),
     /// The connection changed.
     Connection(ConnectionState),
     /// Consumption reported an error that is not about the connection
@@ -295,6 +357,10 @@ pub struct SubscriberStats {
     pub consume_errors: u64,
     /// Connection-level errors reported by librdkafka.
     pub broker_errors: u64,
+    /// Messages the brokers had deleted before they were read (see [`Gap`]).
+    pub gap_messages: u64,
+    /// Times reading resumed after such a gap.
+    pub gaps: u64,
 }
 
 #[derive(Default)]
@@ -305,19 +371,30 @@ struct Counters {
     malformed: AtomicU64,
     consume_errors: AtomicU64,
     broker_errors: AtomicU64,
+    gap_messages: AtomicU64,
+    gaps: AtomicU64,
 }
 
 /// Things librdkafka told the context during a poll, read by the thread after it.
 enum Note {
     BrokerError(String),
-    Assigned,
+    /// Partitions assigned, with the offset reading starts from where known.
+    Assigned(Vec<(Topic, i32, Option<i64>)>),
 }
 
 struct SubscriberContext {
     notes: Mutex<Vec<Note>>,
     has_notes: AtomicBool,
     counters: Arc<Counters>,
+    start: StartFrom,
+    /// Where each partition without a committed offset started, at its
+    /// first assignment (so a later re-assignment does not skip ahead).
+    first_starts: Mutex<HashMap<(String, i32), i64>>,
 }
+
+/// How long a rebalance may wait on the brokers for committed offsets and
+/// watermarks before falling back to librdkafka's own choice.
+const ASSIGN_LOOKUP_TIMEOUT: Duration = Duration::from_secs(5);
 
 impl SubscriberContext {
     fn note(&self, note: Note) {
@@ -335,9 +412,15 @@ impl SubscriberContext {
 }
 
 impl ClientContext for SubscriberContext {
+    /// librdkafka's own lines go to the log at debug level; what they mean
+    /// reaches the owner as [`ConnectionState`]s.
+    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, facility: &str, message: &str) {
+        super::quiet_log(level, facility, message);
+    }
+
     fn error(&self, error: KafkaError, reason: &str) {
         self.counters.broker_errors.fetch_add(1, Ordering::Relaxed);
-        log::warn!("subscriber: {error}: {reason}");
+        log::debug!("subscriber: {error}: {reason}");
         let words = if reason.is_empty() {
             super::error_in_words(&error)
         } else {
@@ -347,12 +430,82 @@ impl ClientContext for SubscriberContext {
     }
 }
 
+impl SubscriberContext {
+    /// Sets where each assigned partition starts: its committed offset, or
+    /// for [`StartFrom::Latest`] the end of the partition when it was first
+    /// assigned; [`StartFrom::Earliest`] leaves the rest to `auto.offset.reset`.
+    fn choose_starts(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        tpl: &TopicPartitionList,
+    ) -> Vec<(Topic, i32, Option<i64>)> {
+        let committed = consumer
+            .committed_offsets(tpl.clone(), ASSIGN_LOOKUP_TIMEOUT)
+            .map_err(|e| log::warn!("subscriber: reading committed offsets: {e}"))
+            .ok();
+        let mut firsts = self.first_starts.lock().unwrap_or_else(|p| p.into_inner());
+        let mut starts = Vec::new();
+        for mut elem in tpl.elements() {
+            let (topic, partition) = (elem.topic().to_owned(), elem.partition());
+            let committed_at = committed
+                .as_ref()
+                .and_then(|c| c.find_partition(&topic, partition))
+                .and_then(|e| match e.offset() {
+                    Offset::Offset(n) => Some(n),
+                    _ => None,
+                });
+            let start = match (committed_at, self.start) {
+                (Some(n), _) => Some(n),
+                (None, StartFrom::Earliest) => None,
+                (None, StartFrom::Latest) => match firsts.get(&(topic.clone(), partition)) {
+                    Some(&n) => Some(n),
+                    None => {
+                        match consumer.fetch_watermarks(&topic, partition, ASSIGN_LOOKUP_TIMEOUT) {
+                            Ok((_, high)) => {
+                                firsts.insert((topic.clone(), partition), high);
+                                Some(high)
+                            }
+                            Err(e) => {
+                                log::warn!(
+                                "subscriber: reading the end of {topic}[{partition}]: {e}; starting at its end"
+                            );
+                                let _ = elem.set_offset(Offset::End);
+                                None
+                            }
+                        }
+                    }
+                },
+            };
+            let start = match start {
+                Some(n) => match elem.set_offset(Offset::Offset(n)) {
+                    Ok(()) => Some(n),
+                    Err(e) => {
+                        log::warn!("subscriber: cannot start {topic}[{partition}] at {n}: {e}");
+                        None
+                    }
+                },
+                None => None,
+            };
+            if let Some(t) = Topic::from_name(&topic) {
+                starts.push((t, partition, start));
+            }
+        }
+        starts
+    }
+}
+
 impl ConsumerContext for SubscriberContext {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Assign(tpl) = rebalance {
+            let starts = self.choose_starts(consumer, tpl);
+            self.note(Note::Assigned(starts));
+        }
+    }
+
     fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         match rebalance {
             Rebalance::Assign(tpl) => {
                 log::info!("subscriber: assigned {} partitions", tpl.count());
-                self.note(Note::Assigned);
             }
             Rebalance::Revoke(tpl) => log::info!("subscriber: revoked {} partitions", tpl.count()),
             Rebalance::Error(e) => {
@@ -395,20 +548,24 @@ impl Subscriber {
             notes: Mutex::new(Vec::new()),
             has_notes: AtomicBool::new(false),
             counters: Arc::clone(&counters),
+            start: config.start,
+            first_starts: Mutex::new(
+                config
+                    .start_offsets
+                    .iter()
+                    .map(|&(t, p, o)| ((t.name().to_owned(), p), o))
+                    .collect(),
+            ),
         };
         let mut defaults: Vec<(&str, String)> = vec![
             ("group.id", config.group_id.clone()),
             ("enable.auto.commit", "true".to_owned()),
             ("enable.auto.offset.store", "false".to_owned()),
             ("enable.partition.eof", "false".to_owned()),
-            (
-                "auto.offset.reset",
-                match config.start {
-                    StartFrom::Latest => "latest",
-                    StartFrom::Earliest => "earliest",
-                }
-                .to_owned(),
-            ),
+            // also what happens when a position falls out of the retained
+            // range: resume at the oldest message held, never skip to the end
+            // ("latest" is applied when partitions are assigned)
+            ("auto.offset.reset", "earliest".to_owned()),
             ("client.id", config.thread_name.clone()),
             ("fetch.queue.backoff.ms", FETCH_QUEUE_BACKOFF_MS.to_string()),
             // KIP-714 client metrics: with it on, librdkafka records every
@@ -459,6 +616,7 @@ impl Subscriber {
             bytes: Vec::new(),
             no_bytes: Arc::new(Vec::new()),
             offsets: Vec::new(),
+            next_offsets: HashMap::new(),
             batch_received: 0,
             batch_duplicates: 0,
             connected: None,
@@ -494,6 +652,8 @@ impl Subscriber {
             malformed: c.malformed.load(Ordering::Relaxed),
             consume_errors: c.consume_errors.load(Ordering::Relaxed),
             broker_errors: c.broker_errors.load(Ordering::Relaxed),
+            gap_messages: c.gap_messages.load(Ordering::Relaxed),
+            gaps: c.gaps.load(Ordering::Relaxed),
         }
     }
 
@@ -539,6 +699,8 @@ struct Worker {
     no_bytes: Arc<Vec<u8>>,
     /// Highest offset handed over per (topic, partition) in the current batch.
     offsets: Vec<(Topic, i32, i64)>,
+    /// The offset expected next per partition, to see retention gaps.
+    next_offsets: HashMap<(Topic, i32), i64>,
     batch_received: u64,
     batch_duplicates: u64,
     /// `None` before anything is known.
@@ -588,9 +750,16 @@ impl Worker {
             Ok(m) => m,
             Err(e) => return self.consume_error(consumer, e),
         };
+        if consumer.context().has_notes.load(Ordering::Acquire) {
+            // an assignment made during this poll says where its partitions
+            // start: know it before their first message
+            self.flush_batch(consumer);
+            self.handle_notes(consumer);
+        }
         self.batch_received += 1;
         let partition = message.partition();
         let offset = message.offset();
+        self.check_gap(consumer, message.topic(), partition, offset);
         let decoded = match Topic::from_name(message.topic()) {
             None => Err(format!(
                 "{} is not one of the noise.* topics",
@@ -611,7 +780,8 @@ impl Worker {
                     .key()
                     .map(|k| String::from_utf8_lossy(k).into_owned());
                 let topic = message.topic().to_owned();
-                log::warn!("subscriber: skipped {topic}[{partition}]@{offset}: {error}");
+                // the owner reports it (rate limited); the log keeps every one
+                log::debug!("subscriber: skipped {topic}[{partition}]@{offset}: {error}");
                 self.counters.malformed.fetch_add(1, Ordering::Relaxed);
                 if let Some(t) = Topic::from_name(&topic) {
                     self.note_offset(t, partition, offset);
@@ -663,6 +833,38 @@ impl Worker {
         });
         if self.connected != Some(true) {
             self.set_connected(ConnectionState::Connected);
+        }
+    }
+
+    /// Reports a jump past the offset expected next on a partition: the
+    /// messages between were deleted before they were read. (Compacted
+    /// `noise.state` has holes by design and is not checked.)
+    fn check_gap(
+        &mut self,
+        consumer: &SubscriberConsumer,
+        topic: &str,
+        partition: i32,
+        offset: i64,
+    ) {
+        let Some(topic) = Topic::from_name(topic).filter(|t| *t != Topic::State) else {
+            return;
+        };
+        let expected = self.next_offsets.insert((topic, partition), offset + 1);
+        if let Some(from_offset) = expected.filter(|&e| offset > e) {
+            let gap = Gap {
+                topic,
+                partition,
+                from_offset,
+                resumed_at: offset,
+            };
+            log::warn!("subscriber: {gap}");
+            self.counters
+                .gap_messages
+                .fetch_add(gap.missing(), Ordering::Relaxed);
+            self.counters.gaps.fetch_add(1, Ordering::Relaxed);
+            // keep arrival order: what came before goes first
+            self.flush_batch(consumer);
+            self.send(SubscriberEvent::Gap(gap));
         }
     }
 
@@ -778,7 +980,16 @@ impl Worker {
     fn handle_notes(&mut self, consumer: &SubscriberConsumer) {
         for note in consumer.context().take_notes() {
             match note {
-                Note::Assigned => self.set_connected(ConnectionState::Connected),
+                Note::Assigned(starts) => {
+                    for (topic, partition, offset) in starts {
+                        // where reading starts now; unknown: its first message says
+                        match offset {
+                            Some(o) => self.next_offsets.insert((topic, partition), o),
+                            None => self.next_offsets.remove(&(topic, partition)),
+                        };
+                    }
+                    self.set_connected(ConnectionState::Connected)
+                }
                 Note::BrokerError(error) => {
                     self.last_probe = Instant::now();
                     self.set_connected(ConnectionState::Retrying { error });

@@ -274,7 +274,19 @@ enum Parsed<'a> {
 
 /// Parses the record at the start of `buf`; `base` is its file offset.
 fn parse_record(buf: &[u8], base: usize) -> Parsed<'_> {
-    let mut c = Cursor::with_base(buf, base);
+    parse_record_within(buf, base, u32::MAX).0
+}
+
+/// [`parse_record`] refusing values nested more than `nesting` levels deep
+/// (relative to where each is skipped); also returns how far into `buf` the
+/// parse looked.
+fn parse_record_within(buf: &[u8], base: usize, nesting: u32) -> (Parsed<'_>, usize) {
+    let mut c = Cursor::with_base(buf, base).limit_nesting(nesting);
+    let parsed = parse_record_at(buf, base, &mut c, nesting);
+    (parsed, c.pos())
+}
+
+fn parse_record_at<'a>(buf: &'a [u8], base: usize, c: &mut Cursor<'a>, nesting: u32) -> Parsed<'a> {
     match c.peek_kind() {
         Err(_) => return Parsed::NeedMore,
         Ok(Kind::Map) => {}
@@ -288,13 +300,13 @@ fn parse_record(buf: &[u8], base: usize) -> Parsed<'_> {
             ))
         }
     }
-    match parse_map_record(&mut c) {
+    match parse_map_record(c) {
         Ok(rec) => Parsed::Record(rec, c.pos()),
         Err(RecordFault::Decode(e)) if e.is_eof() => Parsed::NeedMore,
         Err(RecordFault::Decode(e)) => Parsed::Corrupt(e.to_string()),
         Err(RecordFault::Invalid(reason)) => {
             // Find the record's end so that a recovering read can step over it.
-            let mut whole = Cursor::with_base(buf, base);
+            let mut whole = Cursor::with_base(buf, base).limit_nesting(nesting);
             match whole.skip_value() {
                 Ok(()) => Parsed::Invalid(reason, whole.pos()),
                 Err(e) if e.is_eof() => Parsed::NeedMore,
@@ -433,11 +445,17 @@ pub fn parse_one(buf: &[u8], offset: u64) -> Result<RecordRef<'_>, Corruption> {
     }
 }
 
-/// The valid record at the start of `buf` and its length in bytes, if there is one.
-pub(crate) fn parse_record_len(buf: &[u8], offset: u64) -> Option<(RecordRef<'_>, usize)> {
-    match parse_record(buf, offset as usize) {
-        Parsed::Record(r, len) => Some((r, len)),
-        _ => None,
+/// The valid record at the start of `buf` and its length in bytes, if there
+/// is one whose values nest at most `nesting` levels; and how many bytes of
+/// `buf` the attempt looked at (what it cost).
+pub(crate) fn parse_record_len(
+    buf: &[u8],
+    offset: u64,
+    nesting: u32,
+) -> (Option<(RecordRef<'_>, usize)>, usize) {
+    match parse_record_within(buf, offset as usize, nesting) {
+        (Parsed::Record(r, len), looked) => (Some((r, len)), looked),
+        (_, looked) => (None, looked),
     }
 }
 

@@ -10,7 +10,7 @@ use std::fs::File;
 use std::io::{self, Read};
 use std::os::unix::fs::FileExt;
 
-use crate::msgpack::{kind_of, Kind};
+use crate::msgpack::{kind_of, Kind, MAX_NESTING};
 use crate::session::loaded::EventEntry;
 use crate::session::reader::{parse_record_len, RecordRef};
 
@@ -53,25 +53,50 @@ pub(crate) fn find_boundary(file: &File, from: u64, file_bytes: u64) -> io::Resu
     let reaches_end = from + len as u64 == file_bytes;
     let mut buf = vec![0u8; len];
     file.read_exact_at(&mut buf, from)?;
-    Ok((0..len)
-        .find(|&i| {
-            kind_of(buf[i]) == Kind::Map && chain_at(&buf[i..], from + i as u64, reaches_end)
-        })
-        .map(|i| from + i as u64))
+    // Trying a parse at every map marker of hostile bytes (a payload nested
+    // thousands of levels deep, strings full of markers) could cost the
+    // window's size at each offset: values nested deeper than any record
+    // the project writes stop an attempt early, and the attempts together
+    // may look at no more than `BUDGET` times the window before the search
+    // gives up (the part is then read by the part before it).
+    let mut budget = BUDGET * len as u64 + 4096;
+    for i in 0..len {
+        if kind_of(buf[i]) != Kind::Map {
+            continue;
+        }
+        let (found, looked) = chain_at(&buf[i..], from + i as u64, reaches_end);
+        if found {
+            return Ok(Some(from + i as u64));
+        }
+        budget = budget.saturating_sub(looked as u64 + 1);
+        if budget == 0 {
+            return Ok(None);
+        }
+    }
+    Ok(None)
 }
 
-fn chain_at(buf: &[u8], offset: u64, reaches_end: bool) -> bool {
+/// How many times the window's size the boundary search may parse in all.
+const BUDGET: u64 = 16;
+
+/// Nesting a record may have, relative to where a value is skipped: the
+/// record map and the envelope's [`MAX_NESTING`] levels.
+const RECORD_NESTING: u32 = MAX_NESTING + 1;
+
+/// Whether [`CHAIN`] records parse from the start of `buf`, and how many
+/// bytes the attempt looked at.
+fn chain_at(buf: &[u8], offset: u64, reaches_end: bool) -> (bool, usize) {
     let mut pos = 0usize;
     for _ in 0..CHAIN {
         if pos == buf.len() {
-            return reaches_end && pos > 0;
+            return (reaches_end && pos > 0, pos);
         }
-        match parse_record_len(&buf[pos..], offset + pos as u64) {
-            Some((RecordRef::Event { .. } | RecordRef::Snapshot { .. }, len)) => pos += len,
-            _ => return false,
+        match parse_record_len(&buf[pos..], offset + pos as u64, RECORD_NESTING) {
+            (Some((RecordRef::Event { .. } | RecordRef::Snapshot { .. }, len)), _) => pos += len,
+            (_, looked) => return (false, pos + looked),
         }
     }
-    true
+    (true, pos)
 }
 
 /// The number of leading elements of `s` for which `pred` holds, when it

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use hashbrown::HashMap;
 
 use crate::envelope::{Envelope, Topic};
-use crate::msgpack::{write as w, Cursor};
+use crate::msgpack::{write as w, Cursor, MAX_NESTING};
 use crate::session::reader::{EventFields, FieldError};
 
 /// The snapshot interval of docs/formats.md: a snapshot follows any event more
@@ -135,6 +135,19 @@ impl<W: Write> SessionWriter<W> {
         }
     }
 
+    /// Starts the current state with `values` (path, value), as a recorder
+    /// that starts mid-performance does (docs/formats.md section 3, rule 4): the
+    /// first snapshot holds them along with what the events set.
+    pub fn with_initial_state<P: AsRef<[u8]>>(
+        mut self,
+        values: impl IntoIterator<Item = (P, f64)>,
+    ) -> Self {
+        for (path, value) in values {
+            self.state.set(path.as_ref(), value);
+        }
+        self
+    }
+
     /// Changes the snapshot interval (docs/formats.md fixes 5,000 ms; other values are for experiments).
     pub fn with_snapshot_interval(mut self, ms: i64) -> Self {
         self.snapshot_interval_ms = ms.max(1);
@@ -192,7 +205,9 @@ impl<W: Write> SessionWriter<W> {
         data: &[u8],
     ) -> Result<(), WriteError> {
         let known = Topic::from_name(topic);
-        let mut c = Cursor::new(data);
+        // a payload nested deeper than docs/formats.md allows is refused: every
+        // file written here loads in plain MessagePack readers
+        let mut c = Cursor::new(data).limit_nesting(MAX_NESTING - 1);
         let fields = EventFields::parse(known, &mut c).map_err(|e| {
             WriteError::InvalidEnvelope(match e {
                 FieldError::Decode(d) => d.to_string(),
@@ -209,17 +224,19 @@ impl<W: Write> SessionWriter<W> {
             (Some(Topic::Params), Some(path)) => Some((path, fields.value)),
             _ => None,
         };
-        self.append_valid(topic, key, data, fields.ts_ms, param)
+        self.append_valid(topic, key.map(str::as_bytes), data, fields.ts_ms, param)
     }
 
     /// Appends an event record for a payload the caller has already checked
     /// (the recorder: its subscriber decoded every message), skipping a
     /// second validation. `ts_ms` and `param` (path and value of a
     /// `noise.params` message) must be what `data` holds.
+    /// `key` is the Kafka key exactly as received (`None`: the message had
+    /// none); it is stored as str when UTF-8, else as bin.
     pub fn append_checked(
         &mut self,
         topic: Topic,
-        key: Option<&str>,
+        key: Option<&[u8]>,
         data: &[u8],
         ts_ms: i64,
         param: Option<(&str, f64)>,
@@ -231,7 +248,7 @@ impl<W: Write> SessionWriter<W> {
     fn append_valid(
         &mut self,
         topic: &str,
-        key: Option<&str>,
+        key: Option<&[u8]>,
         data: &[u8],
         ts_ms: i64,
         param: Option<(&[u8], f64)>,
@@ -244,7 +261,7 @@ impl<W: Write> SessionWriter<W> {
         w::str(&mut self.buf, topic);
         w::str(&mut self.buf, "key");
         match key {
-            Some(k) => w::str(&mut self.buf, k),
+            Some(k) => w::str_or_bin(&mut self.buf, k),
             None => w::nil(&mut self.buf),
         }
         w::str(&mut self.buf, "data");

@@ -19,6 +19,8 @@ pub struct Collected {
     pub malformed: Vec<Malformed>,
     pub states: Vec<ConnectionState>,
     pub errors: Vec<String>,
+    /// Retention gaps reported.
+    pub gaps: Vec<integr8tor::kafka::Gap>,
     /// Event kinds in arrival order: 'M' message (one per message), 'X' malformed, 'C' connection.
     pub order: String,
 }
@@ -41,6 +43,10 @@ impl Collected {
                 self.states.push(s);
             }
             SubscriberEvent::ConsumeError { error } => self.errors.push(error),
+            SubscriberEvent::Gap(g) => {
+                self.order.push('G');
+                self.gaps.push(g);
+            }
         }
     }
 }
