@@ -143,11 +143,13 @@ def main():
     session.add(damaged[before : at + 9 + 700])
     session.add(damaged[at : at + 9 + 700])
 
-    # Recipes for deep_nesting: three bytes of depth, then one byte per level
-    # (bit 0: array instead of map, bit 1: a scalar beside the child).
+    # Recipes for deep_nesting: three bytes of depth (top two bits set: up
+    # to 300,000 levels; otherwise up to 2,047), then one byte per level (bit 0:
+    # array instead of map, bit 1: a scalar beside the child).
     deep = Corpus(args.out, "deep_nesting", 64)
     for levels, shape in ((1, b"\x00"), (63, b"\x01"), (64, b"\x02\x03"), (65, b"\x00"),
-                          (200, b"\x01\x02"), (150_000, b"\x00")):
+                          (200, b"\x01\x02"), (0xC0_0000 | 150_000, b"\x00"),
+                          (0xC0_0000 | 299_999, b"\x03")):
         deep.add(levels.to_bytes(3, "big") + shape)
 
     print(f"seed corpus: {session.count} new files in {session.dir}, "

@@ -1,6 +1,7 @@
 //! Payloads and session files nested as deep as the input says.
 //!
-//! The input is a recipe: a depth (up to 300,000 levels) and, per level, a
+//! The input is a recipe: a depth (three bytes: with the top two bits set
+//! up to 300,000 levels, otherwise up to 2,047) and, per level, a
 //! container kind (map or array) and whether scalars sit beside the child.
 //! The payload is an envelope whose extra field holds that nest. The
 //! envelope decoder must refuse it, as too deep and at the right byte,
@@ -54,7 +55,12 @@ fn nest(recipe: &[u8], levels: usize) -> (Vec<u8>, Vec<usize>) {
 fn envelope(seq: u64, deep: Option<&[u8]>) -> (Vec<u8>, usize) {
     let mut out = Vec::new();
     w::map_len(&mut out, 7 + usize::from(deep.is_some()));
-    for (k, v) in [("session_id", "s-1"), ("producer_id", "fuzz"), ("actor", "user"), ("type", "note_on")] {
+    for (k, v) in [
+        ("session_id", "s-1"),
+        ("producer_id", "fuzz"),
+        ("actor", "user"),
+        ("type", "note_on"),
+    ] {
         w::str(&mut out, k);
         w::str(&mut out, v);
     }
@@ -88,7 +94,10 @@ fn record(out: &mut Vec<u8>, data: &[u8]) {
 fn temp_file() -> &'static PathBuf {
     static PATH: OnceLock<PathBuf> = OnceLock::new();
     PATH.get_or_init(|| {
-        std::env::temp_dir().join(format!("integr8tor-fuzz-deep-{}.msgpack", std::process::id()))
+        std::env::temp_dir().join(format!(
+            "integr8tor-fuzz-deep-{}.msgpack",
+            std::process::id()
+        ))
     })
 }
 
@@ -96,7 +105,14 @@ fuzz_target!(|data: &[u8]| {
     if data.len() < 3 {
         return;
     }
-    let levels = (u32::from_be_bytes([0, data[0], data[1], data[2]]) % 300_000) as usize;
+    // top two bits set: up to 300,000 levels (slow inputs); otherwise up to
+    // 2,047, around the 64-level limit, so that most runs are quick
+    let raw = u32::from_be_bytes([0, data[0], data[1], data[2]]);
+    let levels = if raw & 0xc0_0000 == 0xc0_0000 {
+        ((raw & 0x3f_ffff) % 300_000) as usize
+    } else {
+        (raw % 2_048) as usize
+    };
     let recipe = &data[3..];
     let (deep, headers) = nest(recipe, levels);
     let (payload, deep_at) = envelope(1000, Some(&deep));
@@ -129,7 +145,11 @@ fuzz_target!(|data: &[u8]| {
     }
     let expected = before + 1 + after;
 
-    let mut reader = Reader::new(&file[..], std::path::Path::new("fuzz"), ReadOptions::default());
+    let mut reader = Reader::new(
+        &file[..],
+        std::path::Path::new("fuzz"),
+        ReadOptions::default(),
+    );
     let mut n = 0u64;
     while let Some(_rec) = reader.next().expect("every record reads") {
         n += 1;
@@ -142,8 +162,8 @@ fuzz_target!(|data: &[u8]| {
     let one = Session::open_with(path, ReadOptions::default(), go).expect("one part loads");
     assert_eq!(one.events().len() as u64, expected);
     for parts in [2, 5] {
-        let many = Session::open_in_parts(path, ReadOptions::default(), parts, go)
-            .expect("parts load");
+        let many =
+            Session::open_in_parts(path, ReadOptions::default(), parts, go).expect("parts load");
         // by instant and place: values are NaN on noise.events
         let table = |s: &Session| -> Vec<(i64, u64)> {
             s.events().iter().map(|e| (e.ts_ms, e.offset)).collect()
