@@ -134,6 +134,7 @@ struct Ctl {
     load_rx: Receiver<Result<LoadedSession, WorkerMsg>>,
     producer_id: String,
     last_notice: Vec<(&'static str, Instant)>,
+    bridges: super::bridges::Bridges,
 }
 
 use crate::session::Session;
@@ -156,6 +157,7 @@ impl Ctl {
             load_rx,
             producer_id: format!("integr8tor.app.{}", std::process::id()),
             last_notice: Vec::new(),
+            bridges: super::bridges::Bridges::default(),
         }
     }
 
@@ -267,6 +269,7 @@ impl Ctl {
     }
 
     fn tick(&mut self) {
+        self.send(WorkerMsg::Bridges(self.bridges.status()));
         let Some(bus) = &self.bus else { return };
         let mut c = BusCounters::default();
         if let Some(s) = &bus.subscriber {
@@ -309,6 +312,11 @@ impl Ctl {
                     )));
                 }
             }
+            Command::Bridges(settings) => {
+                let connection = self.bus.as_ref().map(|b| b.endpoint.connection().clone());
+                self.bridges.apply(settings, connection.as_ref());
+                self.send(WorkerMsg::Bridges(self.bridges.status()));
+            }
             Command::Shutdown => {} // handled in run
         }
     }
@@ -317,6 +325,7 @@ impl Ctl {
         if self.recorder.is_some() {
             self.stop_recording();
         }
+        self.bridges.stop();
         if let Some(mut bus) = self.bus.take() {
             if let Some(d) = bus.demo.take() {
                 d.stop();
@@ -399,6 +408,7 @@ impl Ctl {
             demo: bus.demo.is_some(),
         });
         self.bus = Some(bus);
+        self.bridges.reconnect(Some(&connection));
         if had_player {
             self.restart_player();
         }

@@ -7,6 +7,7 @@
 //! [`Model`], draws the panels from it and sends [`Command`]s back. The window
 //! itself never touches Kafka or a file.
 
+pub mod bridges;
 pub mod control;
 pub mod model;
 pub mod settings;
@@ -207,6 +208,8 @@ impl IntegratorApp {
         app.control = control;
         app.pending
             .push(Command::ScanSessions(app.settings.sessions_dir.clone()));
+        app.pending
+            .push(Command::Bridges(app.settings.bridges.clone()));
         if let Some(path) = open {
             app.open(path, false);
         }
@@ -431,6 +434,7 @@ impl IntegratorApp {
                     ui,
                     &mut self.ui.settings_draft,
                     &mut self.settings,
+                    &self.model.bridges,
                     &self.outbox,
                     &mut self.pending,
                 ),

@@ -30,6 +30,8 @@ pub struct Settings {
     pub snapshot_interval_ms: i64,
     /// Recently opened session files, newest first.
     pub recent_files: Vec<PathBuf>,
+    /// OSC and WebSocket bridges.
+    pub bridges: super::bridges::BridgeSettings,
 }
 
 impl Default for Settings {
@@ -43,6 +45,7 @@ impl Default for Settings {
             pin_ms: 3000,
             snapshot_interval_ms: crate::session::SNAPSHOT_INTERVAL_MS,
             recent_files: Vec::new(),
+            bridges: super::bridges::BridgeSettings::default(),
         }
     }
 }
@@ -99,6 +102,7 @@ pub fn settings_ui(
     ui: &mut egui::Ui,
     draft: &mut Settings,
     saved: &mut Settings,
+    bridges: &super::bridges::BridgeStatus,
     outbox: &Outbox,
     commands: &mut Vec<Command>,
 ) {
@@ -198,6 +202,9 @@ pub fn settings_ui(
             ui.end_row();
         });
 
+    ui.add_space(8.0);
+    super::bridges::bridges_ui(ui, &mut draft.bridges, bridges);
+
     ui.add_space(12.0);
     let dirty = draft != saved;
     ui.horizontal(|ui| {
@@ -213,6 +220,9 @@ pub fn settings_ui(
             }
             if draft.sessions_dir != saved.sessions_dir {
                 commands.push(Command::ScanSessions(draft.sessions_dir.clone()));
+            }
+            if draft.bridges != saved.bridges {
+                commands.push(Command::Bridges(draft.bridges.clone()));
             }
             // the recent list lives in the saved copy only
             let recent = std::mem::take(&mut saved.recent_files);
