@@ -1,7 +1,9 @@
 //! Engine figures, printed (not asserted):
 //!
-//! 1. Replay dispatch lateness at 1x over the 60 s fixture, publishing to
-//!    the embedded broker: how late each message left against its schedule.
+//! 1. Replay dispatch lateness at 1x over the 60 s golden session, publishing
+//!    to the embedded broker: how late each message left against its
+//!    schedule, on a quiet machine and with two CPU-bound processes of
+//!    normal priority competing for both cores.
 //! 2. Recorder ingest from a backlog on the embedded broker to a file on
 //!    disk: events per second from the first to the last event written.
 //!
@@ -18,8 +20,8 @@ use std::time::{Duration, Instant};
 
 use integr8tor::clock::{MonotonicClock, SharedClock};
 use integr8tor::engine::{
-    Player, PlayerCommand, PlayerConfig, PlayerEvent, PublisherSink, Recorder, RecorderConfig,
-    RecorderEvent,
+    PlayerCommand, PlayerConfig, PlayerEvent, Recorder, RecorderConfig, RecorderEvent,
+    ReplayConfig, ReplayService,
 };
 use integr8tor::kafka::{
     Connection, Draft, EmbeddedBroker, Publisher, PublisherConfig, RateLimits, StartFrom,
@@ -29,7 +31,7 @@ use integr8tor::Actor;
 
 fn fixture(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../shared/fixtures")
+        .join("tests/data/v1")
         .join(name)
 }
 
@@ -37,53 +39,90 @@ fn clock() -> SharedClock {
     Arc::new(MonotonicClock::new())
 }
 
-fn replay_lateness(conn: &Connection, quick: bool) {
+/// Replays the fixture at 1x into the embedded broker through the replay
+/// service (real-time scheduling asked for, as `play` and the app do) and
+/// prints how late each message left against its schedule.
+fn replay_lateness(conn: &Connection, quick: bool, label: &str) -> f64 {
     let session = Arc::new(Session::open(&fixture("small-60s.msgpack")).expect("fixture"));
     let (first, last) = session.time_range().unwrap();
     let to = if quick { first + 15_000 } else { last };
-    let publisher = Arc::new(
-        Publisher::new(conn, PublisherConfig::new("bench.player", "bench"), clock()).unwrap(),
-    );
-    let player = Player::start(
+    let defaults = ReplayConfig::default();
+    let replay = ReplayService::start(
+        Some(conn),
         Arc::clone(&session),
-        Box::new(PublisherSink::new(Arc::clone(&publisher))),
-        clock(),
-        PlayerConfig {
-            to: Some(to),
-            ..PlayerConfig::default()
+        ReplayConfig {
+            player: PlayerConfig {
+                to: Some(to),
+                ..defaults.player
+            },
+            ..defaults
         },
+        clock(),
     )
     .unwrap();
     println!(
-        "replay at 1x of {:.1} s of small-60s.msgpack to the embedded broker ...",
+        "replay at 1x of {:.1} s of small-60s.msgpack to the embedded broker, {label} ...",
         (to - first) as f64 / 1000.0
     );
     let started = Instant::now();
-    player.send(PlayerCommand::Play);
+    replay.send(PlayerCommand::Play);
     let mut status = None;
     loop {
-        match player.events().recv_timeout(Duration::from_secs(120)) {
+        match replay.events().recv_timeout(Duration::from_secs(120)) {
             Ok(PlayerEvent::Status(s)) => status = Some(s),
             Ok(PlayerEvent::Finished) => break,
             Err(_) => panic!("the player stopped reporting"),
         }
     }
-    for e in player.events().try_iter() {
+    for e in replay.events().try_iter() {
         if let PlayerEvent::Status(s) = e {
             status = Some(s);
         }
     }
     let s = status.unwrap();
     println!(
-        "  wall {:.2} s, {} messages dispatched, lateness p50 {:.3} ms, p99 {:.3} ms, max {:.3} ms (targets: p99 <= 0.3 ms, max <= 2 ms)",
+        "  wall {:.2} s, {} messages dispatched, {}; lateness p50 {:.3} ms, p99 {:.3} ms, max {:.3} ms",
         started.elapsed().as_secs_f64(),
         s.dispatched,
+        s.realtime.describe(),
         s.lateness.p50_us / 1000.0,
         s.lateness.p99_us / 1000.0,
         s.lateness.max_us / 1000.0
     );
-    publisher.flush(Duration::from_secs(10)).unwrap();
+    replay.stop(Duration::from_secs(10));
+    s.lateness.max_us / 1000.0
 }
+
+/// Two CPU-bound processes of normal priority, one per core, as a synth and
+/// visuals on the same laptop would be; killed when dropped.
+struct Load(Vec<std::process::Child>);
+
+impl Load {
+    fn start() -> Load {
+        let exe = std::env::current_exe().unwrap();
+        Load(
+            (0..2)
+                .map(|_| {
+                    std::process::Command::new(&exe)
+                        .arg(BURN)
+                        .spawn()
+                        .expect("starting a CPU-bound process")
+                })
+                .collect(),
+        )
+    }
+}
+
+impl Drop for Load {
+    fn drop(&mut self) {
+        for c in &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+const BURN: &str = "--burn-cpu";
 
 fn recorder_ingest(conn: &Connection, backlog: u64) {
     let publisher = Publisher::new(
@@ -207,7 +246,7 @@ fn subscriber_drain(conn: &Connection, backlog: u64) {
 /// Spins for `seconds` reading the clock and prints the gaps over 0.5 ms:
 /// on a virtual machine the hypervisor takes the CPU away now and then, and
 /// no scheduling on our side can make a dispatch less late than that.
-fn machine_stalls(seconds: u64) {
+fn machine_stalls(seconds: u64) -> f64 {
     let steal_before = steal_ms();
     let start = Instant::now();
     let mut last = start;
@@ -235,6 +274,7 @@ fn machine_stalls(seconds: u64) {
         gaps.len(),
         if longest.is_empty() { "-".to_owned() } else { longest.join(", ") }
     );
+    gaps.first().map_or(0.0, |g| g.as_secs_f64() * 1000.0)
 }
 
 /// Steal time of all CPUs so far, from `/proc/stat` (Linux), in ms.
@@ -247,6 +287,13 @@ fn steal_ms() -> Option<u64> {
 }
 
 fn main() {
+    if std::env::args().any(|a| a == BURN) {
+        // a CPU-bound competitor (see Load)
+        let mut x = 0u64;
+        loop {
+            x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1));
+        }
+    }
     let quick = std::env::args().any(|a| a == "--quick");
     let broker = EmbeddedBroker::start(None).expect("embedded broker");
     let conn = Connection::to_embedded(&broker);
@@ -255,7 +302,19 @@ fn main() {
         recorder_ingest(&conn, if quick { 100_000 } else { 300_000 });
     }
     if only != "ingest" {
-        replay_lateness(&conn, quick);
-        machine_stalls(10);
+        let quiet = replay_lateness(&conn, quick, "quiet machine");
+        let loaded = {
+            let _load = Load::start();
+            replay_lateness(
+                &conn,
+                quick,
+                "two CPU-bound processes competing for both cores",
+            )
+        };
+        let stalls = machine_stalls(10);
+        println!(
+            "targets: p99 <= 0.3 ms quiet and <= 1 ms under load; max <= the machine's own longest stall + 0.5 ms = {:.3} ms (quiet max {quiet:.3} ms, loaded max {loaded:.3} ms)",
+            stalls + 0.5
+        );
     }
 }

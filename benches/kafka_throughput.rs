@@ -15,7 +15,14 @@
 //! 3. Latency: messages offered at a steady 1,000 and 10,000 per second, with
 //!    `linger.ms` 5 and 0. Latency is from the `publish` call to the moment
 //!    the application thread takes the message off the subscriber's channel
-//!    (both stamped with the same monotonic clock in this process).
+//!    (both stamped with the same monotonic clock in this process). A bare
+//!    librdkafka consumer with the same settings reads the same messages in
+//!    the same run, so what the subscriber adds (decoding, duplicate check,
+//!    the channel hop) stands apart from what the broker costs.
+//!
+//! 4. Publishing through an outage: with the embedded broker down, how long
+//!    each `publish` call takes (it only queues; it never waits for the
+//!    broker), over 2,000 calls spread over two seconds.
 //!
 //! `BENCH_KAFKA_MESSAGES=N` changes the backlog (default 500,000; the
 //! embedded broker keeps about 5 MiB per partition, so much larger backlogs
@@ -23,7 +30,7 @@
 //! `BENCH_KAFKA_SECONDS=S` changes each latency run (default 5).
 //! `BENCH_KAFKA_RUNS=N` repeats the drain and the live run (default 3; the
 //! table shows the median run and the range, each run on a fresh broker).
-//! `BENCH_KAFKA_ONLY=drain` or `=latency` runs that part alone; with
+//! `BENCH_KAFKA_ONLY=drain`, `=latency` or `=outage` runs that part alone; with
 //! `BENCH_KAFKA_BROKERS=host:port` the latency part measures that broker instead
 //! (its topics created beforehand, e.g. by `integr8tor topics create`).
 
@@ -33,6 +40,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::RecvTimeoutError;
 use integr8tor::clock::MonotonicClock;
+use integr8tor::engine::latency::percentile;
 use integr8tor::kafka::{
     Connection, ConnectionState, Draft, EmbeddedBroker, PublishOutcome, Publisher, PublisherConfig,
     RateLimits, StartFrom, Subscriber, SubscriberConfig, SubscriberEvent,
@@ -243,12 +251,85 @@ struct Latency {
     p50: Duration,
     p99: Duration,
     max: Duration,
+    /// The same messages through a bare librdkafka consumer in the same run.
+    bare: BareLatency,
+}
+
+/// Latency of a bare librdkafka consumer (no decoding, no duplicate check,
+/// no channel), reading the same topic in its own group beside the subscriber.
+#[derive(Default)]
+struct BareLatency {
+    received: usize,
+    p50: Duration,
+    p99: Duration,
+}
+
+/// Polls `noise.params` with the subscriber's librdkafka settings and notes
+/// when each (partition, offset) came out of `poll`, until `stop`.
+fn bare_consumer(
+    conn: &Connection,
+    group: &str,
+    stop: Arc<AtomicBool>,
+    first: crossbeam_channel::Sender<()>,
+) -> std::thread::JoinHandle<Vec<((i32, i64), Instant)>> {
+    use integr8tor::kafka::subscriber::{
+        EMBEDDED_FETCH_WAIT_MS, EMBEDDED_SESSION_TIMEOUT_MS, FETCH_QUEUE_BACKOFF_MS,
+    };
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::Message;
+    let mut defaults: Vec<(&str, String)> = vec![
+        ("group.id", group.to_owned()),
+        ("enable.auto.commit", "false".to_owned()),
+        ("auto.offset.reset", "latest".to_owned()),
+        ("fetch.queue.backoff.ms", FETCH_QUEUE_BACKOFF_MS.to_string()),
+        ("enable.metrics.push", "false".to_owned()),
+    ];
+    if conn.is_embedded() {
+        defaults.push(("fetch.wait.max.ms", EMBEDDED_FETCH_WAIT_MS.to_string()));
+        defaults.push((
+            "session.timeout.ms",
+            EMBEDDED_SESSION_TIMEOUT_MS.to_string(),
+        ));
+        defaults.push(("heartbeat.interval.ms", "500".to_owned()));
+    }
+    let consumer: BaseConsumer = conn
+        .client_config(&defaults)
+        .create()
+        .expect("bare consumer");
+    consumer
+        .subscribe(&[Topic::Params.name()])
+        .expect("subscribe");
+    std::thread::Builder::new()
+        .name("bare-consumer".into())
+        .spawn(move || {
+            let mut seen = Vec::new();
+            let mut told = false;
+            while !stop.load(Ordering::Acquire) {
+                if let Some(Ok(m)) = consumer.poll(Duration::from_millis(50)) {
+                    seen.push(((m.partition(), m.offset()), Instant::now()));
+                    if !told {
+                        let _ = first.send(());
+                        told = true;
+                    }
+                }
+            }
+            seen
+        })
+        .expect("bare consumer thread")
 }
 
 fn bench_latency(conn: &Connection, rate: u64, linger: u32, seconds: u64) -> Latency {
     let group = format!("bench-latency-{rate}-{linger}");
     let sub = subscriber(conn, &group, StartFrom::Latest);
     wait_connected(&sub);
+    let bare_stop = Arc::new(AtomicBool::new(false));
+    let (bare_first, bare_ready) = crossbeam_channel::bounded(1);
+    let bare = bare_consumer(
+        conn,
+        &format!("{group}-bare"),
+        Arc::clone(&bare_stop),
+        bare_first,
+    );
     let producer_id = format!("bench.latency.{rate}.{linger}");
     let total = (rate * seconds) as usize;
     let done = Arc::new(AtomicBool::new(false));
@@ -265,7 +346,10 @@ fn bench_latency(conn: &Connection, rate: u64, linger: u32, seconds: u64) -> Lat
         let until = Instant::now() + Duration::from_millis(100);
         while let Ok(event) = sub.events().recv_deadline(until) {
             if matches!(event, SubscriberEvent::Messages(_)) {
-                break 'warm;
+                // both consumers have their partitions
+                if bare_ready.recv_deadline(until).is_ok() {
+                    break 'warm;
+                }
             }
         }
     }
@@ -314,6 +398,9 @@ fn bench_latency(conn: &Connection, rate: u64, linger: u32, seconds: u64) -> Lat
     let timed = Instant::now();
     let expected = total - first_seq;
     let mut latencies = Vec::with_capacity(expected);
+    // where each timed message sits, to find the bare consumer's copy of it
+    let mut placed: std::collections::HashMap<(i32, i64), Instant> =
+        std::collections::HashMap::with_capacity(expected);
     while latencies.len() < expected {
         match sub.events().recv_timeout(Duration::from_secs(5)) {
             Ok(SubscriberEvent::Messages(batch)) => {
@@ -324,6 +411,7 @@ fn bench_latency(conn: &Connection, rate: u64, linger: u32, seconds: u64) -> Lat
                         .and_then(|cell| cell.get())
                     {
                         latencies.push(now.duration_since(*at));
+                        placed.insert((m.partition, m.offset), *at);
                     }
                 }
             }
@@ -332,6 +420,14 @@ fn bench_latency(conn: &Connection, rate: u64, linger: u32, seconds: u64) -> Lat
         }
     }
     let sent = producer.join().expect("producer thread");
+    bare_stop.store(true, Ordering::Release);
+    let mut bare_latencies: Vec<Duration> = bare
+        .join()
+        .expect("bare consumer")
+        .into_iter()
+        .filter_map(|(at, got)| placed.get(&at).map(|sent| got.duration_since(*sent)))
+        .collect();
+    bare_latencies.sort_unstable();
     assert!(done.load(Ordering::Acquire));
     let wall = timed.elapsed().as_secs_f64();
     let busy: Vec<String> = cpu_by_name(&cpu_before, &thread_cpu())
@@ -347,12 +443,8 @@ fn bench_latency(conn: &Connection, rate: u64, linger: u32, seconds: u64) -> Lat
         .collect();
     eprintln!("  {rate}/s linger {linger}, threads: {}", busy.join(", "));
     latencies.sort_unstable();
-    let pick = |q: f64| {
-        latencies
-            .get(((latencies.len() as f64 * q) as usize).min(latencies.len().saturating_sub(1)))
-            .copied()
-            .unwrap_or_default()
-    };
+    let pick = |q: f64| percentile(&latencies, q).unwrap_or_default();
+    let bare_pick = |q: f64| percentile(&bare_latencies, q).unwrap_or_default();
     Latency {
         rate,
         linger,
@@ -361,7 +453,49 @@ fn bench_latency(conn: &Connection, rate: u64, linger: u32, seconds: u64) -> Lat
         p50: pick(0.50),
         p99: pick(0.99),
         max: latencies.last().copied().unwrap_or_default(),
+        bare: BareLatency {
+            received: bare_latencies.len(),
+            p50: bare_pick(0.50),
+            p99: bare_pick(0.99),
+        },
     }
+}
+
+/// Per-call time of `publish` while the broker is down: (calls, p50, p99, max).
+fn bench_outage_publish() -> (usize, Duration, Duration, Duration) {
+    let (broker, conn) = fresh_broker();
+    let publisher = publisher(&conn, "bench.outage", 5);
+    publisher.publish(Draft::param(Actor::User, "warm.up", 0.0));
+    publisher.flush(Duration::from_secs(10)).expect("flush");
+    broker.set_down().expect("broker down");
+    let paths = paths();
+    let mut calls = Vec::with_capacity(2_000);
+    for i in 0..2_000 {
+        let draft = Draft::param(Actor::User, paths[i % PATHS].as_str(), 0.5);
+        let t = Instant::now();
+        let outcome = publisher.publish(draft);
+        calls.push(t.elapsed());
+        assert!(
+            matches!(outcome, PublishOutcome::Queued { .. }),
+            "publish during the outage: {outcome:?}"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    broker.set_up().expect("broker up");
+    publisher
+        .flush(Duration::from_secs(30))
+        .expect("flush after the outage");
+    calls.sort_unstable();
+    (
+        calls.len(),
+        percentile(&calls, 0.5).unwrap(),
+        percentile(&calls, 0.99).unwrap(),
+        *calls.last().unwrap(),
+    )
+}
+
+fn us(d: Duration) -> String {
+    format!("{:.1}", d.as_secs_f64() * 1e6)
 }
 
 /// The subscriber's own per-message work, single-threaded and without a
@@ -439,6 +573,19 @@ fn main() {
          duplicate check {dedup_ns:.0} ns"
     );
     let only = std::env::var("BENCH_KAFKA_ONLY").unwrap_or_default();
+    let outage = bench_outage_publish();
+    let outage_line = format!(
+        "publish calls with the broker down: {} calls, p50 {} µs, p99 {} µs, max {} µs",
+        outage.0,
+        us(outage.1),
+        us(outage.2),
+        us(outage.3)
+    );
+    eprintln!("{outage_line}");
+    if only == "outage" {
+        println!("{outage_line}");
+        return;
+    }
     if only == "latency" {
         // BENCH_KAFKA_BROKERS=host:port measures another broker (topics created
         // beforehand with `integr8tor topics create --brokers host:port`)
@@ -457,10 +604,14 @@ fn main() {
                 };
                 let l = bench_latency(&conn, rate, linger, seconds);
                 println!(
-                    "latency {rate}/s linger {linger}: p50 {} ms p99 {} ms max {} ms",
+                    "latency {rate}/s linger {linger}: p50 {} ms p99 {} ms max {} ms; bare librdkafka consumer beside it ({} messages): p50 {} ms p99 {} ms; the subscriber adds {} ms at p99 (target <= 0.2 ms)",
                     ms(l.p50),
                     ms(l.p99),
-                    ms(l.max)
+                    ms(l.max),
+                    l.bare.received,
+                    ms(l.bare.p50),
+                    ms(l.bare.p99),
+                    ms(l.p99.saturating_sub(l.bare.p99))
                 );
             }
         }
@@ -546,21 +697,38 @@ fn main() {
         ms(join)
     );
     println!();
+    println!("{outage_line}");
+    println!();
     println!(
-        "{:<22} {:>9} {:>9} {:>9} {:>9} {:>9}",
-        "latency, publish→app", "sent", "received", "p50 ms", "p99 ms", "max ms"
+        "{:<22} {:>9} {:>9} {:>9} {:>9} {:>9} {:>12} {:>12} {:>10}",
+        "latency, publish→app",
+        "sent",
+        "received",
+        "p50 ms",
+        "p99 ms",
+        "max ms",
+        "bare p50 ms",
+        "bare p99 ms",
+        "added p99"
     );
     for l in &latencies {
         println!(
-            "{:<22} {:>9} {:>9} {:>9} {:>9} {:>9}",
+            "{:<22} {:>9} {:>9} {:>9} {:>9} {:>9} {:>12} {:>12} {:>10}",
             format!("{}/s linger.ms {}", l.rate, l.linger),
             l.sent,
             l.received,
             ms(l.p50),
             ms(l.p99),
-            ms(l.max)
+            ms(l.max),
+            ms(l.bare.p50),
+            ms(l.bare.p99),
+            ms(l.p99.saturating_sub(l.bare.p99))
         );
     }
+    println!(
+        "(bare: a librdkafka consumer with the same settings and no decoding, duplicate check or channel, \
+         reading the same messages in the same run; target: the subscriber adds <= 0.2 ms at p99)"
+    );
 }
 
 fn cores() -> usize {

@@ -4,8 +4,8 @@
 //!     cargo bench --bench session_open
 //!
 //! The file is `target/bench-data/big.msgpack` (one hour, about 400 MB and
-//! 1.8 M records), written on first use by the fixtures' independent Python
-//! encoder (`../shared/fixtures/make_session.py`, needs Python `msgpack`).
+//! 1.8 M records), written on first use by the golden files' independent
+//! Python encoder (`tests/data/make_golden.py`, needs Python `msgpack`).
 //! `INTEGR8TOR_BENCH_FILE=PATH` uses another file instead; `BENCH_OPEN_RUNS=N`
 //! changes the number of timed loads (default 7); `BENCH_PARTS=N` loads with
 //! `Session::open_in_parts(.., N, ..)` (e.g. 1: one thread) instead of
@@ -22,13 +22,16 @@
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
 use criterion::{black_box, Criterion};
+use integr8tor::engine::latency::percentile;
 use integr8tor::session::Session;
 use rand::{rngs::StdRng, Rng, SeedableRng};
+
+mod support;
+use support::bench_file;
 
 /// Counts live heap bytes and their peak.
 struct Counting;
@@ -129,50 +132,12 @@ fn mib(bytes: impl Into<f64>) -> f64 {
     bytes.into() / (1024.0 * 1024.0)
 }
 
-/// The benchmark file, written by the Python encoder if it is missing.
-fn bench_file() -> PathBuf {
-    if let Some(p) = std::env::var_os("INTEGR8TOR_BENCH_FILE") {
-        return PathBuf::from(p);
-    }
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let path = root.join("target/bench-data/big.msgpack");
-    if path.exists() {
-        return path;
-    }
-    let script = root.join("../shared/fixtures/make_session.py");
-    std::fs::create_dir_all(path.parent().unwrap()).expect("creating target/bench-data");
-    // write under another name and rename, so an interrupted run leaves no half file
-    let partial = path.with_extension("msgpack.partial");
-    eprintln!(
-        "writing {} with {} --seconds 3600 (about 400 MB; takes a minute or two)",
-        path.display(),
-        script.display()
-    );
-    let status = Command::new("python3")
-        .arg(&script)
-        .arg(&partial)
-        .args(["--seconds", "3600"])
-        .status()
-        .expect("running python3 (the bench data is written by make_session.py)");
-    assert!(
-        status.success(),
-        "make_session.py failed ({status}); it needs Python `msgpack`"
-    );
-    std::fs::rename(&partial, &path).expect("renaming the bench file into place");
-    path
-}
-
 /// Reads the file once through a small buffer so that every timed load sees
 /// a warm page cache, without the bench itself holding the file in memory.
 fn warm_page_cache(path: &Path) {
     let mut f = std::fs::File::open(path).expect("opening the bench file");
     let mut buf = vec![0u8; 4 << 20];
     while f.read(&mut buf).expect("reading the bench file") > 0 {}
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i]
 }
 
 fn micros(d: Duration) -> f64 {
@@ -329,8 +294,8 @@ fn print_summary(sum: &Summary, lat: &[Duration]) {
     peaks.sort_unstable();
     let load_peak = peaks[peaks.len() / 2];
     let (p50, p99, max) = (
-        percentile(lat, 0.50),
-        percentile(lat, 0.99),
+        percentile(lat, 0.50).unwrap(),
+        percentile(lat, 0.99).unwrap(),
         *lat.last().unwrap(),
     );
     let loadavg = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Creates the five noise.* topics of FORMATS.md section 1 on Redpanda with rpk:
+# Creates the five noise.* topics of docs/formats.md section 1 on Redpanda with rpk:
 # partitions, retention and compaction as the spec says. Topics that already
 # exist are left alone and reported, so running it twice is fine.
 #

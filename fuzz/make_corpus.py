@@ -1,12 +1,13 @@
 #!/usr/bin/env python3
-"""Build the seed corpora of the fuzz targets from the shared fixtures.
+"""Build the seed corpora of the fuzz targets from the golden sessions.
 
     python3 fuzz/make_corpus.py [--fixtures DIR] [--out DIR]
 
-Reads ../shared/fixtures (beside the project) in place and writes small seed
+Reads the golden files in tests/data/v1 in place and writes small seed
 files into fuzz/corpus/<target>/ (git-ignored): record-aligned slices of
-small-60s.msgpack, the tails of truncated.msgpack and the damaged stretch of
-corrupt-at-offset.msgpack, single records of every kind, a few re-encoded
+small-60s.msgpack and snapshot-start.msgpack, the tail of a copy cut short
+inside a record and the damaged stretch of a copy with garbage inserted at a
+record boundary, single records of every kind, a few re-encoded
 variants (bin strings, other key orders, unknown and invalid records), and
 the envelopes of single events for `envelope_decode`. Needs Python `msgpack`.
 """
@@ -17,7 +18,7 @@ import os
 import msgpack
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-DEFAULT_FIXTURES = os.path.join(HERE, "..", "..", "shared", "fixtures")
+DEFAULT_FIXTURES = os.path.join(HERE, "..", "tests", "data", "v1")
 
 
 def records(path, limit=None):
@@ -81,8 +82,11 @@ def main():
     session = Corpus(args.out, "session_reader", 8192)
     envelope = Corpus(args.out, "envelope_decode", 2048)
 
-    _, small = records(fx("small-60s.msgpack"))
+    blob, small = records(fx("small-60s.msgpack"))
     raws = [r for _, r, _ in small]
+    _, start = records(fx("snapshot-start.msgpack"), limit=40)
+    for k in (1, 2, 5, 40):
+        session.add(b"".join(r for _, r, _ in start[:k]))
 
     # Record-aligned prefixes, and windows of a few records here and there.
     for k in (1, 2, 3, 5, 8, 13, 21):
@@ -96,6 +100,8 @@ def main():
     for _, raw, rec in small:
         if rec.get("type") == "snapshot":
             shape = ("snapshot", len(rec["state"]) > 0)
+        elif rec.get("type") != "event":
+            shape = ("unknown record", rec.get("type"))
         else:
             d = rec["data"]
             shape = (rec["topic"], d.get("type"), d.get("value_mapped") is None, d.get("actor"))
@@ -123,18 +129,18 @@ def main():
     session.add(pack({"type": "snapshot", "ts_ms": 1, "state": [1, 2]}) + raws[1])
     session.add(pack([1, 2, 3]) + raws[0])
 
-    # The truncated fixture's end: the last complete records and the cut.
-    blob, recs = records(fx("truncated.msgpack"))
-    cut = recs[-1][0] + len(recs[-1][1])
-    session.add(blob[recs[-3][0] :])
-    session.add(blob[cut:] if blob[cut:] else blob[recs[-1][0] :])
+    # A copy cut 37 bytes into record 20,000: the last complete records and the cut.
+    cut_at = small[20_000][0] + 37
+    session.add(blob[small[19_997][0] : cut_at])
+    session.add(blob[small[20_000][0] : cut_at])
 
-    # The corrupt fixture's damage: records before it, the garbage, records after.
-    blob = open(fx("corrupt-at-offset.msgpack"), "rb").read()
-    at = 3_300_793
+    # Garbage (never-used 0xc1 bytes) inserted where record 15,000 starts:
+    # records before it, the garbage, records after.
+    at = small[15_000][0]
+    damaged = blob[:at] + b"\xc1" * 9 + blob[at:]
     before = max(o for o, _, _ in small if o <= at - 600)
-    session.add(blob[before : at + 9 + 700])
-    session.add(blob[at : at + 9 + 700])
+    session.add(damaged[before : at + 9 + 700])
+    session.add(damaged[at : at + 9 + 700])
 
     print(f"seed corpus: {session.count} new files in {session.dir}, "
           f"{envelope.count} new in {envelope.dir}")

@@ -3,8 +3,8 @@
 #
 #     scripts/fuzz.sh [SECONDS]      # SECONDS per target, default 60
 #
-# Installs cargo-fuzz if it is missing, builds the seed corpora from
-# ../shared/fixtures into fuzz/corpus/ (git-ignored), then runs each target
+# Installs cargo-fuzz if it is missing, builds the seed corpora from the
+# golden sessions in tests/data/v1 into fuzz/corpus/ (git-ignored), then runs each target
 # for SECONDS with libFuzzer. Exits non-zero if any target crashed; the
 # failing input is in fuzz/artifacts/<target>/ and cargo-fuzz prints how to
 # reproduce it. Builds go to $CARGO_TARGET_DIR (default /work/target-fuzz, so

@@ -1,4 +1,4 @@
-//! The message envelope of FORMATS.md section 2: typed access to the common
+//! The message envelope of docs/formats.md section 2: typed access to the common
 //! and per-topic fields, with unknown fields kept as raw MessagePack so they
 //! are written back byte for byte.
 
@@ -124,7 +124,7 @@ impl Actor {
         ActorKind::from_bytes(self.as_str().as_bytes())
     }
 
-    /// A recorder stores messages of this actor (FORMATS.md, actor rules).
+    /// A recorder stores messages of this actor (docs/formats.md, actor rules).
     pub fn is_recorded(&self) -> bool {
         self.kind().is_recorded()
     }
@@ -177,8 +177,14 @@ impl ActorKind {
         !matches!(self, ActorKind::Replay | ActorKind::Telemetry)
     }
 
-    /// Replay republishes it: only `user`.
+    /// Replay republishes a parameter change of it: `user`, `midi` and
+    /// `preset` shaped the sound; `mod` is made again by the live modulation.
     pub fn is_replayed(self) -> bool {
+        matches!(self, ActorKind::User | ActorKind::Midi | ActorKind::Preset)
+    }
+
+    /// A live message of it pins its path during replay: only a performer's hand (`user`).
+    pub fn pins_replay(self) -> bool {
         self == ActorKind::User
     }
 }
@@ -245,7 +251,7 @@ impl Body {
         }
     }
 
-    /// The Kafka key FORMATS.md section 1 assigns: path, bus, source, event type or state key.
+    /// The Kafka key docs/formats.md section 1 assigns: path, bus, source, event type or state key.
     pub fn kafka_key(&self) -> &str {
         match self {
             Body::Param { path, .. } | Body::Mod { path, .. } | Body::Audio { path, .. } => path,
@@ -344,7 +350,7 @@ impl Envelope {
         self.body.topic()
     }
 
-    /// The Kafka key FORMATS.md section 1 assigns: path, bus, source, event type or state key.
+    /// The Kafka key docs/formats.md section 1 assigns: path, bus, source, event type or state key.
     pub fn kafka_key(&self) -> &str {
         self.body.kafka_key()
     }

@@ -16,6 +16,7 @@ pub mod human;
 pub mod kafka;
 pub mod msgpack;
 pub mod session;
+pub mod thread;
 
 pub use envelope::{
     Actor, ActorKind, Body, BodyView, Envelope, EnvelopeError, EnvelopeView, RawValue, Topic,

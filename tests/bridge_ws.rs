@@ -497,7 +497,7 @@ fn control_with_a_token_sets_the_value_and_pins_it_in_a_replay() {
         }
         if let Ok(PlayerEvent::Status(st)) = player.events().recv_timeout(Duration::from_millis(20))
         {
-            pinned |= st.pins.iter().any(|(path, _)| path == "gen.1.cutoff");
+            pinned |= st.pins.iter().any(|p| p.path == "gen.1.cutoff");
         }
     }
     assert_eq!(

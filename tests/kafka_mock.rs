@@ -92,7 +92,7 @@ fn every_topic_round_trips_with_keys_and_per_key_order() {
         assert_eq!(
             key,
             m.envelope().kafka_key(),
-            "key follows FORMATS.md section 1"
+            "key follows docs/formats.md section 1"
         );
         let envelope = m.envelope();
         assert_eq!(envelope.topic(), m.topic);
@@ -198,11 +198,32 @@ fn a_triple_delivered_twice_reaches_the_subscriber_once() {
         sub.stats().received >= 7
     });
     assert!(all_read, "{:?}", sub.stats());
-    // let anything stray arrive
-    collect_until(&sub, &mut got, Duration::from_millis(300), |_| false);
+    // a marker behind them on each partition used: once both are in, every
+    // copy sent before them has been delivered or dropped
+    send_raw(
+        &raw,
+        Topic::Events,
+        "note_on",
+        &envelope_bytes(Topic::Events, "marker", "py", 1),
+    );
+    send_raw(
+        &raw,
+        Topic::Params,
+        "gen.1.cutoff",
+        &envelope_bytes(Topic::Params, "marker", "py", 2),
+    );
+    let markers = collect_until(&sub, &mut got, Duration::from_secs(20), |c| {
+        c.messages
+            .iter()
+            .filter(|m| m.envelope().session_id == "marker")
+            .count()
+            == 2
+    });
+    assert!(markers, "{:?}", sub.stats());
     let triples: Vec<(String, String, u64)> = got
         .messages
         .iter()
+        .filter(|m| m.envelope().session_id != "marker")
         .map(|m| {
             (
                 m.envelope().session_id.clone(),
@@ -222,7 +243,7 @@ fn a_triple_delivered_twice_reaches_the_subscriber_once() {
     );
     let stats = sub.stats();
     assert_eq!(stats.duplicates, 3);
-    assert_eq!(stats.delivered, 4);
+    assert_eq!(stats.delivered, 4 + 2, "the four, and the markers");
 }
 
 #[test]
@@ -293,8 +314,38 @@ fn malformed_messages_are_counted_located_and_skipped() {
     assert_eq!(sub.stats().malformed, 2);
 }
 
+/// Publishes one marker per key after everything else and waits until all
+/// have arrived: per key (one partition) order means that every message sent
+/// before them has arrived too. Returns the markers' seqs.
+fn publish_markers_and_wait(
+    publisher: &Publisher,
+    sub: &Subscriber,
+    got: &mut Collected,
+    keys: &[String],
+) -> Vec<u64> {
+    let seqs: Vec<u64> = keys
+        .iter()
+        .map(
+            |k| match publisher.publish(Draft::param(Actor::User, k.clone(), 1.0)) {
+                PublishOutcome::Queued { seq } => seq,
+                other => panic!("marker on {k}: {other:?}"),
+            },
+        )
+        .collect();
+    let all = collect_until(sub, got, Duration::from_secs(60), |c| {
+        seqs.iter()
+            .all(|s| c.messages.iter().any(|m| m.envelope().seq == *s))
+    });
+    assert!(
+        all,
+        "markers {seqs:?} did not all arrive: {:?}",
+        sub.stats()
+    );
+    seqs
+}
+
 #[test]
-fn a_five_second_outage_loses_nothing_and_never_blocks_the_caller() {
+fn an_outage_loses_nothing_and_publishing_goes_on_queueing() {
     let (broker, conn) = broker();
     let publisher = bulk_publisher(&conn, "test.outage", "session-out");
     let sub = subscriber(
@@ -316,17 +367,29 @@ fn a_five_second_outage_loses_nothing_and_never_blocks_the_caller() {
     collect_messages(&sub, &mut got, 100, Duration::from_secs(20));
 
     broker.set_down().expect("down");
-    let outage = Instant::now();
-    let mut slowest = Duration::ZERO;
-    let mut i = 0;
-    while outage.elapsed() < Duration::from_secs(5) {
-        let t = Instant::now();
-        let outcome = publisher.publish(Draft::param(Actor::User, format!("p.{}", i % 10), 0.25));
-        slowest = slowest.max(t.elapsed());
-        if let PublishOutcome::Queued { seq } = outcome {
-            accepted.push(seq);
+    // publish through the outage until the subscriber has reported it and
+    // 300 messages wait in the queue: every one is queued, none dropped
+    // (how long a publish call takes during an outage is measured by
+    // benches/kafka_throughput.rs)
+    let retrying = |c: &Collected| {
+        c.states
+            .iter()
+            .any(|s| matches!(s, ConnectionState::Retrying { .. }))
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut during = 0;
+    while during < 300 || !retrying(&got) {
+        assert!(
+            Instant::now() < deadline,
+            "the outage was never reported: {:?}",
+            got.states
+        );
+        let path = format!("p.{}", during % 10);
+        match publisher.publish(Draft::param(Actor::User, path, 0.25)) {
+            PublishOutcome::Queued { seq } => accepted.push(seq),
+            other => panic!("publish {during} during the outage: {other:?}"),
         }
-        i += 1;
+        during += 1;
         // keep draining so the subscriber is never blocked by us
         while let Ok(e) = sub.events().try_recv() {
             got.absorb(e);
@@ -334,23 +397,23 @@ fn a_five_second_outage_loses_nothing_and_never_blocks_the_caller() {
         std::thread::sleep(Duration::from_millis(10));
     }
     broker.set_up().expect("up");
-    // a publish call never waits for the broker (generous bound: it takes microseconds)
-    assert!(
-        slowest < Duration::from_millis(50),
-        "slowest publish call {slowest:?}"
-    );
-    assert!(accepted.len() > 300, "{} accepted", accepted.len());
 
     let n = accepted.len();
     collect_messages(&sub, &mut got, n, Duration::from_secs(60));
-    collect_until(&sub, &mut got, Duration::from_millis(500), |_| false);
-    let mut seqs: Vec<u64> = got.messages.iter().map(|m| m.envelope().seq).collect();
+    let keys: Vec<String> = (0..10).map(|k| format!("p.{k}")).collect();
+    let markers = publish_markers_and_wait(&publisher, &sub, &mut got, &keys);
+    let mut seqs: Vec<u64> = got
+        .messages
+        .iter()
+        .map(|m| m.envelope().seq)
+        .filter(|s| !markers.contains(s))
+        .collect();
     seqs.sort_unstable();
     assert_eq!(seqs, accepted, "every accepted message exactly once");
 
     publisher.flush(Duration::from_secs(10)).unwrap();
     let stats = publisher.stats();
-    assert_eq!(stats.delivered, n as u64);
+    assert_eq!(stats.delivered, (n + markers.len()) as u64);
     assert_eq!(stats.delivery_failed, 0);
     assert_eq!(stats.queue_full, 0);
     // the subscriber noticed, and came back
@@ -376,11 +439,9 @@ fn a_full_queue_drops_and_counts_instead_of_waiting() {
     let publisher = bulk_publisher(&conn, "test.full", "s");
     broker.set_down().unwrap();
     let mut outcomes = Vec::new();
-    let t = Instant::now();
     for i in 0..50 {
         outcomes.push(publisher.publish(Draft::param(Actor::User, format!("p{i}"), 0.1)));
     }
-    assert!(t.elapsed() < Duration::from_secs(1));
     let queued = outcomes
         .iter()
         .filter(|o| matches!(o, PublishOutcome::Queued { .. }))
@@ -542,14 +603,20 @@ fn a_restarted_subscriber_resumes_where_it_committed() {
     let second = subscriber(&conn, &[Topic::Params], &group, StartFrom::Earliest);
     let mut again = Collected::default();
     collect_messages(&second, &mut again, 5, Duration::from_secs(20));
-    collect_until(&second, &mut again, Duration::from_millis(500), |_| false);
-    let mut seqs: Vec<u64> = again.messages.iter().map(|m| m.envelope().seq).collect();
+    let keys: Vec<String> = (0..3).map(|k| format!("p{k}")).collect();
+    let markers = publish_markers_and_wait(&publisher, &second, &mut again, &keys);
+    let mut seqs: Vec<u64> = again
+        .messages
+        .iter()
+        .map(|m| m.envelope().seq)
+        .filter(|s| !markers.contains(s))
+        .collect();
     seqs.sort_unstable();
     assert_eq!(seqs, (11..=15).collect::<Vec<_>>());
     assert_eq!(
         second.stats().received,
-        5,
-        "nothing before the commit is read again"
+        5 + 3,
+        "nothing before the commit is read again (five, and the markers)"
     );
 }
 

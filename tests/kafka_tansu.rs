@@ -3,7 +3,7 @@
 //!
 //! Each test starts its own `tansu broker` on a free loopback port with
 //! in-memory storage and creates the topics through our admin API, so the
-//! tests share nothing. tansu must be installed (`.ci/run` does it); when it
+//! tests share nothing. tansu must be installed (`scripts/test` does it); when it
 //! is missing the tests fail and say how to install it.
 
 mod kafka_support;
@@ -41,7 +41,7 @@ fn tansu_binary() -> PathBuf {
         .unwrap_or_else(|| {
             panic!(
                 "the tansu broker is not installed (looked on PATH and in ~/.cargo/bin); \
-                 install it with `{INSTALL}` or run .ci/run"
+                 `scripts/test` installs it (or `{INSTALL}`)"
             )
         })
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use integr8tor::clock::{Clock, VirtualClock};
 use integr8tor::engine::player::{
-    group_matches, PlayState, PlayerCommand, PlayerConfig, PlayerCore, ReplaySink,
+    group_matches, PlayState, PlayerCommand, PlayerConfig, PlayerCore, ReplaySink, Replayed,
 };
 use integr8tor::session::{Session, SessionWriter};
 use integr8tor::{Actor, Envelope};
@@ -22,12 +22,15 @@ struct Capture {
 }
 
 impl ReplaySink for Capture {
-    fn param(&mut self, path: &str, value: f64) {
+    fn param(&mut self, m: Replayed<'_>) {
         let at = self.clock.now().as_secs_f64() * 1000.0;
-        self.sent.lock().unwrap().push((at, path.to_owned(), value));
+        self.sent
+            .lock()
+            .unwrap()
+            .push((at, m.path.to_owned(), m.value));
     }
-    fn mod_value(&mut self, bus: i64, value: f64) {
-        self.param(&format!("bus.{bus}"), value);
+    fn mod_value(&mut self, _bus: i64, m: Replayed<'_>) {
+        self.param(m);
     }
 }
 
@@ -108,8 +111,10 @@ fn s(at: f64, p: &str, v: f64) -> Sent {
 }
 
 #[test]
-fn user_events_go_out_in_order_at_their_recorded_spacing() {
-    let mut r = Rig::new(&base(), PlayerConfig::default());
+fn user_midi_and_preset_changes_go_out_in_order_at_their_recorded_spacing() {
+    let mut events = base();
+    events.push((1500, Actor::Mod, "gen.1.cutoff", 0.99));
+    let mut r = Rig::new(&events, PlayerConfig::default());
     r.at(10.0);
     r.cmd(PlayerCommand::Play);
     r.at(5000.0);
@@ -118,14 +123,16 @@ fn user_events_go_out_in_order_at_their_recorded_spacing() {
         vec![
             s(10.0, "gen.1.cutoff", 0.1),
             s(110.0, "gen.2.drive", 0.2),
+            s(160.0, "master.volume", 0.8),
             s(260.0, "gen.1.cutoff", 0.3),
+            s(310.0, "gen.2.drive", 0.9),
             s(410.0, "master.volume", 0.5),
             s(1010.0, "gen.2.drive", 0.25),
         ],
-        "only user-actor events, due at (ts - first) / speed after the start"
+        "user, preset and midi changes, not the mod one, each due at (ts - first) / speed"
     );
     let status = r.core.status(r.now());
-    assert_eq!(status.dispatched, 5);
+    assert_eq!(status.dispatched, 7);
     assert_eq!(status.lateness.max_us, 0.0, "virtual time is exact");
     assert!(r.core.take_finished());
     assert_eq!(r.core.state(), PlayState::Paused);
@@ -141,9 +148,10 @@ fn a_speed_change_mid_play_keeps_the_position() {
     r.at(1000.0);
     let sent = r.take();
     assert_eq!(
-        sent[2..],
+        sent[3..],
         [
             s(200.0, "gen.1.cutoff", 0.3),  // 150 + 100 / 2
+            s(225.0, "gen.2.drive", 0.9),   // 150 + 150 / 2
             s(275.0, "master.volume", 0.5), // 150 + 250 / 2
             s(575.0, "gen.2.drive", 0.25),  // 150 + 850 / 2
         ]
@@ -163,7 +171,13 @@ fn pause_holds_and_resume_continues_where_it_was() {
     assert_eq!(r.core.status(r.now()).position_ms, 1050);
     r.cmd(PlayerCommand::Play);
     r.at(10_100.0);
-    assert_eq!(r.take(), vec![s(10_050.0, "gen.2.drive", 0.2)]);
+    assert_eq!(
+        r.take(),
+        vec![
+            s(10_050.0, "gen.2.drive", 0.2),
+            s(10_100.0, "master.volume", 0.8)
+        ]
+    );
 }
 
 #[test]
@@ -210,10 +224,12 @@ fn a_loop_wraps_and_republishes_the_state_at_its_start() {
         r.take(),
         vec![
             s(50.0, "gen.2.drive", 0.2),
+            s(100.0, "master.volume", 0.8),
             s(200.0, "gen.1.cutoff", 0.3),
             // wrap at 210: the state at 1050
             s(210.0, "gen.1.cutoff", 0.1),
             s(260.0, "gen.2.drive", 0.2),
+            s(310.0, "master.volume", 0.8),
             s(410.0, "gen.1.cutoff", 0.3),
             s(420.0, "gen.1.cutoff", 0.1),
         ]
@@ -237,7 +253,11 @@ fn a_touched_path_is_left_alone_then_returns_to_the_session() {
     r.at(900.0);
     r.cmd(PlayerCommand::Touch("gen.1.cutoff".into())); // extends to 3900
     let pins = r.core.status(r.now()).pins;
-    assert_eq!(pins, vec![("gen.1.cutoff".to_owned(), 3000)]);
+    assert_eq!(pins.len(), 1);
+    assert_eq!(
+        (pins[0].path.as_str(), pins[0].left_ms, pins[0].held),
+        ("gen.1.cutoff", 3000, false)
+    );
     r.at(5000.0);
     assert_eq!(
         r.take(),
@@ -346,41 +366,109 @@ fn muted_and_soloed_groups() {
         r.take(),
         vec![
             s(0.0, "gen.1.cutoff", 0.1),
+            s(150.0, "master.volume", 0.8),
             s(250.0, "gen.1.cutoff", 0.3),
             s(400.0, "master.volume", 0.5),
+            // un-muted: gen.2 gets its current session value at once
+            s(450.0, "gen.2.drive", 0.9),
             s(1000.0, "gen.2.drive", 0.25),
         ]
     );
-    assert_eq!(r.core.status(r.now()).skipped_muted, 1);
+    assert_eq!(r.core.status(r.now()).skipped_muted, 2);
     assert!(group_matches("master.*", "master.volume"));
     assert!(!group_matches("gen.1.*", "gen.10.cutoff"));
     assert!(group_matches("*", "anything"));
 }
 
 #[test]
-fn stepping_while_paused_moves_one_event_at_a_time() {
+fn stepping_while_paused_moves_one_instant_at_a_time() {
     let mut r = Rig::new(&base(), PlayerConfig::default());
-    r.cmd(PlayerCommand::StepForward);
-    r.cmd(PlayerCommand::StepForward);
-    r.cmd(PlayerCommand::StepForward);
+    for _ in 0..4 {
+        r.cmd(PlayerCommand::StepForward);
+    }
     assert_eq!(r.core.status(r.now()).position_ms, 1250);
     r.cmd(PlayerCommand::StepBack);
-    assert_eq!(r.core.status(r.now()).position_ms, 1100);
+    assert_eq!(r.core.status(r.now()).position_ms, 1150);
     r.cmd(PlayerCommand::StepBack);
-    assert_eq!(r.core.status(r.now()).position_ms, 1000);
+    assert_eq!(r.core.status(r.now()).position_ms, 1100);
     assert_eq!(
         r.take(),
         vec![
             s(0.0, "gen.1.cutoff", 0.1),
             s(0.0, "gen.2.drive", 0.2),
+            s(0.0, "master.volume", 0.8),
             s(0.0, "gen.1.cutoff", 0.3),
             s(0.0, "gen.1.cutoff", 0.1), // undo 0.3
-                                         // undoing the first gen.2.drive: it had no earlier value, nothing to send
+                                         // undoing the first master.volume: it had no earlier value, nothing to send
         ]
     );
     r.cmd(PlayerCommand::StepForward);
-    assert_eq!(r.take(), vec![s(0.0, "gen.2.drive", 0.2)]);
+    assert_eq!(r.take(), vec![s(0.0, "master.volume", 0.8)]);
     assert_eq!(r.core.state(), PlayState::Paused);
+}
+
+#[test]
+fn a_preset_load_is_one_step_and_goes_out_as_the_burst_it_was() {
+    let events = vec![
+        (1000, Actor::User, "gen.1.cutoff", 0.1),
+        (2000, Actor::Preset, "gen.1.cutoff", 0.5),
+        (2000, Actor::Preset, "gen.1.drive", 0.6),
+        (2000, Actor::Preset, "master.volume", 0.7),
+        (3000, Actor::User, "gen.1.drive", 0.2),
+    ];
+    let mut r = Rig::new(&events, PlayerConfig::default());
+    r.cmd(PlayerCommand::StepForward);
+    r.cmd(PlayerCommand::StepForward);
+    assert_eq!(r.core.status(r.now()).position_ms, 2000);
+    r.take();
+    r.cmd(PlayerCommand::StepBack);
+    let mut undone = r.take();
+    undone.sort_by(|a, b| a.1.cmp(&b.1));
+    assert_eq!(
+        undone,
+        vec![s(0.0, "gen.1.cutoff", 0.1)],
+        "the whole preset is undone; only cutoff had a value before it"
+    );
+    r.cmd(PlayerCommand::Play);
+    r.at(1500.0);
+    assert_eq!(
+        r.take(),
+        vec![
+            s(1000.0, "gen.1.cutoff", 0.5),
+            s(1000.0, "gen.1.drive", 0.6),
+            s(1000.0, "master.volume", 0.7),
+        ],
+        "all three at the same instant, in file order"
+    );
+}
+
+#[test]
+fn a_held_touch_pins_until_released_then_for_the_pin_duration() {
+    let events = vec![
+        (0, Actor::User, "gen.1.cutoff", 0.0),
+        (5000, Actor::User, "gen.1.cutoff", 0.5),
+        (9000, Actor::User, "gen.1.cutoff", 0.6),
+        (12_000, Actor::User, "gen.1.cutoff", 0.7),
+    ];
+    let mut r = Rig::new(&events, PlayerConfig::default());
+    r.cmd(PlayerCommand::Play);
+    r.at(100.0);
+    r.cmd(PlayerCommand::Hold("gen.1.cutoff".into()));
+    r.at(8000.0);
+    let pins = r.core.status(r.now()).pins;
+    assert!(pins[0].held, "{pins:?}");
+    assert_eq!(r.take(), vec![s(0.0, "gen.1.cutoff", 0.0)]);
+    r.cmd(PlayerCommand::Release("gen.1.cutoff".into()));
+    r.at(13_000.0);
+    assert_eq!(
+        r.take(),
+        vec![
+            // released at 8000: the pin runs out at 11000, the session value there goes out
+            s(11_000.0, "gen.1.cutoff", 0.6),
+            s(12_000.0, "gen.1.cutoff", 0.7),
+        ]
+    );
+    assert_eq!(r.core.status(r.now()).skipped_pinned, 2);
 }
 
 #[test]
@@ -420,7 +508,11 @@ fn from_and_to_bound_playback_and_start_from_the_state_there() {
     r.at(5000.0);
     assert_eq!(
         r.take(),
-        vec![s(50.0, "gen.1.cutoff", 0.3), s(200.0, "master.volume", 0.5)]
+        vec![
+            s(50.0, "gen.1.cutoff", 0.3),
+            s(100.0, "gen.2.drive", 0.9),
+            s(200.0, "master.volume", 0.5)
+        ]
     );
     assert!(r.core.take_finished());
 }

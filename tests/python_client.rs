@@ -2,7 +2,7 @@
 //! client (tests/python/interop.py) and by this process's Publisher and
 //! Subscriber through the address it prints.
 //!
-//! Needs python3 with `confluent_kafka` and `msgpack` (`.ci/run` installs them).
+//! Needs python3 with `confluent_kafka` and `msgpack` (`scripts/test` installs them).
 
 mod kafka_support;
 
@@ -117,8 +117,8 @@ fn python_with_clients() -> &'static str {
         .unwrap_or(false);
     assert!(
         ok,
-        "python3 with confluent_kafka and msgpack is needed: \
-         `python3 -m pip install confluent-kafka msgpack` (or run .ci/run)"
+        "python3 with confluent_kafka and msgpack is needed: `scripts/test` installs them \
+         (or `python3 -m pip install confluent-kafka msgpack`)"
     );
     "python3"
 }

@@ -1,5 +1,5 @@
 //! Loading in parallel parts gives exactly what a one-part load gives: on the
-//! fixtures (clean, truncated, corrupt), and on files made so that a part's
+//! golden files and copies of them cut or corrupted, and on files made so that a part's
 //! guessed start is not a record boundary.
 
 mod common;
@@ -83,20 +83,28 @@ fn assert_parts_agree(path: &Path, recover: bool) -> Session {
 
 #[test]
 fn fixtures_load_the_same_in_any_number_of_parts() {
+    let facts = common::small_facts();
     let s = assert_parts_agree(&fixture("small-60s.msgpack"), false);
-    assert_eq!(s.events().len(), 30_293);
-    let s = assert_parts_agree(&fixture("truncated.msgpack"), false);
-    assert_eq!(s.read_report().dropped_bytes, 37);
-    let s = assert_parts_agree(&fixture("corrupt-at-offset.msgpack"), true);
-    assert_eq!(s.read_report().corrupt.as_ref().unwrap().offset, 3_300_793);
+    assert_eq!(
+        s.events().len() as u64,
+        common::count(&facts, "event_records")
+    );
+    assert_parts_agree(&fixture("snapshot-start.msgpack"), false);
+    let cut = common::truncated_small();
+    let s = assert_parts_agree(&cut.path, false);
+    assert_eq!(s.read_report().dropped_bytes, cut.dropped_bytes);
+    let bad = common::corrupt_small();
+    let s = assert_parts_agree(&bad.path, true);
+    assert_eq!(s.read_report().corrupt.as_ref().unwrap().offset, bad.offset);
 }
 
 #[test]
 fn a_strict_load_fails_at_the_same_offset_in_any_number_of_parts() {
+    let bad = common::corrupt_small();
     for parts in [1, 2, 3, 4, 7] {
-        match load(&fixture("corrupt-at-offset.msgpack"), false, parts) {
+        match load(&bad.path, false, parts) {
             Err(LoadError::Read(ReadError::Corrupt { corruption, .. })) => {
-                assert_eq!(corruption.offset, 3_300_793, "{parts} parts")
+                assert_eq!(corruption.offset, bad.offset, "{parts} parts")
             }
             other => panic!("{parts} parts: expected corruption, got {other:?}"),
         }

@@ -116,7 +116,7 @@ fn read_all(bytes: &[u8]) -> (Vec<(Rec, u64)>, integr8tor::session::ReadReport) 
     (out, r.report().clone())
 }
 
-/// The writing rules of FORMATS.md section 3, written out independently.
+/// The writing rules of docs/formats.md section 3, written out independently.
 fn model(envs: &[Envelope]) -> Vec<Rec> {
     let mut out = Vec::new();
     let mut state: Vec<(String, f64)> = Vec::new();

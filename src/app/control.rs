@@ -7,10 +7,10 @@
 //! [`Command::Shutdown`] (or when the window is gone) finalizes a recording
 //! in progress before it ends.
 
+use crate::thread::NamedThread;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Select, Sender};
@@ -21,8 +21,8 @@ use super::workers::{
 };
 use crate::clock::{MonotonicClock, SharedClock};
 use crate::engine::{
-    self, Demo, DemoConfig, Player, PlayerCommand, PlayerConfig, PlayerEvent, PlayerStatus,
-    PublisherSink, Recorder, RecorderConfig, RecorderEvent, RecorderStats, ReplaySink, Route,
+    self, new_session_id, Demo, DemoConfig, PlayerCommand, PlayerConfig, PlayerEvent, PlayerStatus,
+    Recorder, RecorderConfig, RecorderEvent, RecorderStats, ReplayConfig, ReplayService, Route,
 };
 use crate::kafka::{
     ConnectionState, Endpoint, Publisher, PublisherConfig, PublisherEvent, Received, Subscriber,
@@ -38,7 +38,7 @@ const NOTICE_EVERY: Duration = Duration::from_secs(5);
 /// Handle to the control thread. Dropping it shuts the thread down (joining it).
 pub struct Control {
     commands: Sender<Command>,
-    thread: Option<JoinHandle<()>>,
+    thread: NamedThread<()>,
 }
 
 impl std::fmt::Debug for Control {
@@ -65,13 +65,8 @@ impl Control {
         if let Some(bus) = config.connect.clone() {
             let _ = commands.send(Command::Connect(bus));
         }
-        let thread = std::thread::Builder::new()
-            .name("app-control".to_owned())
-            .spawn(move || Ctl::new(outbox, config).run(rx))?;
-        Ok(Control {
-            commands,
-            thread: Some(thread),
-        })
+        let thread = NamedThread::spawn("app-control", move || Ctl::new(outbox, config).run(rx))?;
+        Ok(Control { commands, thread })
     }
 
     /// Where the window sends commands.
@@ -82,11 +77,7 @@ impl Control {
     /// Asks the thread to stop (finalizing a recording) and waits for it.
     pub fn shutdown(&mut self) {
         let _ = self.commands.send(Command::Shutdown);
-        if let Some(t) = self.thread.take() {
-            if t.join().is_err() {
-                log::error!("the control thread panicked");
-            }
-        }
+        self.thread.join_quietly();
     }
 }
 
@@ -94,15 +85,6 @@ impl Drop for Control {
     fn drop(&mut self) {
         self.shutdown();
     }
-}
-
-/// Replays into nothing: used while no bus is connected, so a session can
-/// still be played and scrubbed on screen.
-struct NullSink;
-
-impl ReplaySink for NullSink {
-    fn param(&mut self, _path: &str, _value: f64) {}
-    fn mod_value(&mut self, _bus: i64, _value: f64) {}
 }
 
 /// A connected bus and its clients.
@@ -126,7 +108,8 @@ struct Ctl {
     demo_enabled: bool,
     bus: Option<Bus>,
     recorder: Option<Recorder>,
-    player: Option<Player>,
+    /// The loaded session's replay (on the bus when connected, into nothing otherwise).
+    player: Option<ReplayService>,
     session: Option<Arc<Session>>,
     last_status: PlaybackStatus,
     loading: Option<Loading>,
@@ -135,6 +118,8 @@ struct Ctl {
     producer_id: String,
     last_notice: Vec<(&'static str, Instant)>,
     bridges: super::bridges::Bridges,
+    /// Whether the performer was told that real-time scheduling was refused.
+    realtime_said: bool,
 }
 
 use crate::session::Session;
@@ -158,6 +143,7 @@ impl Ctl {
             producer_id: format!("integr8tor.app.{}", std::process::id()),
             last_notice: Vec::new(),
             bridges: super::bridges::Bridges::default(),
+            realtime_said: false,
         }
     }
 
@@ -298,7 +284,12 @@ impl Ctl {
                 }
             }
             Command::Transport(t) => self.transport(t),
-            Command::Touch { path, value } => self.touch(path, value),
+            Command::Touch { path, value, held } => self.touch(path, value, held),
+            Command::Release { path } => {
+                if let Some(p) = &self.player {
+                    p.send(PlayerCommand::Release(path));
+                }
+            }
             Command::SetPinMs(ms) => {
                 self.pin_ms = ms;
                 if let Some(p) = &self.player {
@@ -372,7 +363,7 @@ impl Ctl {
             &connection,
             PublisherConfig {
                 source: "integr8tor".to_owned(),
-                ..PublisherConfig::new(self.producer_id.clone(), pseudo_uuid())
+                ..PublisherConfig::new(self.producer_id.clone(), new_session_id())
             },
             Arc::clone(&self.clock),
         ) {
@@ -528,19 +519,30 @@ impl Ctl {
         let Some(session) = self.session.clone() else {
             return;
         };
-        let sink: Box<dyn ReplaySink> = match self.bus.as_ref().and_then(|b| b.publisher.clone()) {
-            Some(p) => Box::new(PublisherSink::new(p)),
-            None => Box::new(NullSink),
-        };
         let prev = self.last_status.clone();
-        let config = PlayerConfig {
-            pin_ms: self.pin_ms,
-            producer_id: self.producer_id.clone(),
-            speed: if prev.speed > 0.0 { prev.speed } else { 1.0 },
-            loop_range: prev.loop_range,
-            ..PlayerConfig::default()
+        let defaults = ReplayConfig::default();
+        let config = ReplayConfig {
+            player: PlayerConfig {
+                pin_ms: self.pin_ms,
+                speed: if prev.speed > 0.0 { prev.speed } else { 1.0 },
+                loop_range: prev.loop_range,
+                ..defaults.player
+            },
+            // the window pins its own touches, for as long as the pointer holds them
+            own_producers: vec![self.producer_id.clone()],
+            group_prefix: self
+                .bus
+                .as_ref()
+                .map_or("integr8tor", |b| group_prefix(&b.settings.group_id))
+                .to_owned(),
         };
-        match Player::start(session.clone(), sink, Arc::clone(&self.clock), config) {
+        let bus = self.bus.as_ref().map(|b| b.endpoint.connection().clone());
+        match ReplayService::start(
+            bus.as_ref(),
+            session.clone(),
+            config,
+            Arc::clone(&self.clock),
+        ) {
             Ok(p) => {
                 let first = session.time_range().map_or(0, |r| r.0);
                 if prev.position_ms > first && prev.state != PlayState::Stopped {
@@ -570,9 +572,13 @@ impl Ctl {
         p.send(t);
     }
 
-    fn touch(&mut self, path: String, value: f64) {
+    fn touch(&mut self, path: String, value: f64, held: bool) {
         if let Some(p) = &self.player {
-            p.send(PlayerCommand::Touch(path.clone()));
+            p.send(if held {
+                PlayerCommand::Hold(path.clone())
+            } else {
+                PlayerCommand::Touch(path.clone())
+            });
         }
         let Some(publisher) = self.bus.as_ref().and_then(|b| b.publisher.clone()) else {
             self.notice_limited("touch", "not connected: the value was not sent".to_owned());
@@ -637,8 +643,8 @@ impl Ctl {
         )));
     }
 
-    /// Reduces a received message for the window, and forwards performer
-    /// moves from other producers to the player (they pin the path).
+    /// Reduces a received message for the window (the replay service
+    /// follows the bus for the performer's touches itself).
     fn live_msg(&mut self, r: Received) -> Option<LiveMsg> {
         let env = r.envelope();
         let actor = env
@@ -646,24 +652,13 @@ impl Ctl {
             .as_ref()
             .map_or_else(|| "?".to_owned(), |a| a.as_str().to_owned());
         Some(match env.body {
-            Body::Param { path, value, .. } => {
-                if actor == "user" && env.producer_id != self.producer_id {
-                    if let Some(p) = &self.player {
-                        p.send(PlayerCommand::LiveUser {
-                            path: path.clone(),
-                            producer_id: env.producer_id.clone(),
-                            value,
-                        });
-                    }
-                }
-                LiveMsg::Param {
-                    path,
-                    value,
-                    actor,
-                    producer: env.producer_id,
-                    ts_ms: env.ts_ms,
-                }
-            }
+            Body::Param { path, value, .. } => LiveMsg::Param {
+                path,
+                value,
+                actor,
+                producer: env.producer_id,
+                ts_ms: env.ts_ms,
+            },
             Body::Mod { bus, value, .. } => LiveMsg::Mod {
                 bus,
                 value,
@@ -734,6 +729,12 @@ impl Ctl {
     fn player_event(&mut self, ev: PlayerEvent) {
         match ev {
             PlayerEvent::Status(s) => {
+                if !self.realtime_said {
+                    self.realtime_said = true;
+                    if let engine::Realtime::Refused(_) = s.realtime {
+                        self.send(WorkerMsg::Notice(s.realtime.describe()));
+                    }
+                }
                 let status = playback_status(&s);
                 self.last_status = status.clone();
                 self.send(WorkerMsg::Playback(status));
@@ -790,7 +791,7 @@ fn playback_status(s: &PlayerStatus) -> PlaybackStatus {
             p99_us: s.lateness.p99_us,
             max_us: s.lateness.max_us,
         },
-        pins: s.pins.clone(),
+        pins: s.pins.iter().map(|p| (p.path.clone(), p.left_ms)).collect(),
     }
 }
 
@@ -820,59 +821,9 @@ fn describe_fields(extra: &[(String, crate::RawValue)]) -> String {
     out
 }
 
-/// A random UUID-shaped session id (version 4 layout), without a UUID crate:
-/// the standard library's randomly seeded hasher is the entropy source.
-fn pseudo_uuid() -> String {
-    use std::hash::{BuildHasher, Hasher};
-    let mut words = [0u64; 2];
-    for (i, w) in words.iter_mut().enumerate() {
-        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-        h.write_u64(i as u64);
-        h.write_u128(
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_nanos()),
-        );
-        *w = h.finish();
-    }
-    let b: Vec<u8> = words.iter().flat_map(|w| w.to_be_bytes()).collect();
-    format!(
-        "{:02x}{:02x}{:02x}{:02x}-{:02x}{:02x}-4{:01x}{:02x}-{:01x}{:01x}{:02x}-{}",
-        b[0],
-        b[1],
-        b[2],
-        b[3],
-        b[4],
-        b[5],
-        b[6] & 0x0f,
-        b[7],
-        8 | (b[8] & 0x03),
-        b[8] >> 4,
-        b[9],
-        b[10..16]
-            .iter()
-            .map(|x| format!("{x:02x}"))
-            .collect::<String>()
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn uuid_shape() {
-        let a = pseudo_uuid();
-        let b = pseudo_uuid();
-        assert_ne!(a, b);
-        let parts: Vec<&str> = a.split('-').collect();
-        assert_eq!(
-            parts.iter().map(|p| p.len()).collect::<Vec<_>>(),
-            [8, 4, 4, 4, 12]
-        );
-        assert!(parts[2].starts_with('4'));
-        assert!(a.chars().all(|c| c == '-' || c.is_ascii_hexdigit()));
-    }
 
     #[test]
     fn event_fields_in_words() {

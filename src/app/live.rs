@@ -195,12 +195,17 @@ fn param_row(
                 cmds.push(Command::Touch {
                     path: path.to_owned(),
                     value: v,
+                    held: resp.dragged(),
                 });
             }
             st.dragging = resp.dragged().then(|| (path.to_owned(), v));
         }
         if resp.drag_stopped() {
             st.dragging = None;
+            // the pin counts down from the release
+            cmds.push(Command::Release {
+                path: path.to_owned(),
+            });
         }
 
         // draw

@@ -768,7 +768,7 @@ mod tests {
 
     fn fixture() -> LoadedSession {
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../shared/fixtures/small-60s.msgpack");
+            .join("tests/data/v1/small-60s.msgpack");
         let s = crate::session::Session::open(&path).expect("fixture loads");
         LoadedSession::new(Arc::new(s), false)
     }

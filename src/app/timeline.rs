@@ -638,7 +638,7 @@ mod tests {
     #[test]
     fn fixture_lanes_bucket_every_param_event_once() {
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../shared/fixtures/small-60s.msgpack");
+            .join("tests/data/v1/small-60s.msgpack");
         let s = Session::open(&path).unwrap();
         let (t0, t1) = s.time_range().unwrap();
         let total: u32 = s

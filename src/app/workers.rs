@@ -87,6 +87,13 @@ pub enum Command {
         path: String,
         /// New normalized value.
         value: f64,
+        /// The pointer still holds it (a drag): pinned until [`Command::Release`].
+        held: bool,
+    },
+    /// The performer let go of a held path: its pin runs out a pin duration from now.
+    Release {
+        /// Parameter path.
+        path: String,
     },
     /// How long a touch pins a path during playback (applies to the next loaded player too).
     SetPinMs(i64),

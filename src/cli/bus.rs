@@ -53,7 +53,7 @@ pub struct TopicsArgs {
 #[derive(Debug, Subcommand)]
 enum TopicsCommand {
     /// Create the five noise.* topics with the partitions and configs of
-    /// FORMATS.md section 1; topics that exist are left alone and reported.
+    /// docs/formats.md section 1; topics that exist are left alone and reported.
     Create(CreateTopicsArgs),
 }
 
@@ -104,7 +104,7 @@ fn create_topics(args: CreateTopicsArgs) -> anyhow::Result<Outcome> {
             } if n != wanted as usize => {
                 writeln!(
                     out,
-                    "{topic}: exists, with {n} partitions (FORMATS.md asks for {wanted}; left as is)"
+                    "{topic}: exists, with {n} partitions (docs/formats.md asks for {wanted}; left as is)"
                 )?;
             }
             TopicOutcome::Existed { .. } => writeln!(out, "{topic}: exists")?,

@@ -14,15 +14,11 @@ use anyhow::Context;
 use clap::Args;
 use integr8tor::clock::{MonotonicClock, SharedClock};
 use integr8tor::engine::{
-    self, default_sessions_dir, Demo, DemoConfig, Player, PlayerCommand, PlayerConfig, PlayerEvent,
-    PublisherSink, Recorder, RecorderConfig, RecorderEvent,
+    self, default_sessions_dir, replay, Demo, DemoConfig, PlayerCommand, PlayerConfig, PlayerEvent,
+    Recorder, RecorderConfig, RecorderEvent, ReplayConfig, ReplayService,
 };
-use integr8tor::kafka::{
-    unix_ms_now, Endpoint, Publisher, PublisherConfig, StartFrom, Subscriber, SubscriberConfig,
-    SubscriberEvent,
-};
+use integr8tor::kafka::{Endpoint, StartFrom};
 use integr8tor::session::{LoadProgress, ReadOptions, Session};
-use integr8tor::{ActorKind, Topic};
 
 use super::bus::ConnectArgs;
 use super::Outcome;
@@ -47,7 +43,8 @@ pub struct RecordArgs {
     from_beginning: bool,
 }
 
-/// `integr8tor play`
+/// `integr8tor play`: republishes the session's `user`, `midi` and `preset`
+/// parameter changes as actor `replay`.
 #[derive(Debug, Args)]
 pub struct PlayArgs {
     /// The session file.
@@ -234,7 +231,7 @@ pub fn load_session(path: &std::path::Path) -> anyhow::Result<Session> {
 /// Runs `play`.
 pub fn play(args: PlayArgs) -> anyhow::Result<Outcome> {
     let stop = stop_flag()?;
-    if !(0.1..=8.0).contains(&args.speed) {
+    if !replay::speed_in_range(args.speed) {
         anyhow::bail!("--speed must be between 0.1 and 8, not {}", args.speed);
     }
     let session = Arc::new(load_session(&args.file)?);
@@ -248,42 +245,21 @@ pub fn play(args: PlayArgs) -> anyhow::Result<Outcome> {
     }
     let endpoint = open_bus(&args.connect)?;
     let clock: SharedClock = Arc::new(MonotonicClock::new());
-    let player_config = PlayerConfig {
-        speed: args.speed,
-        pin_ms: args.pin_ms,
-        replay_mod: args.replay_mod,
-        from: Some(from),
-        to: Some(to),
-        loop_range: args.looping.then_some((from, to)),
-        ..PlayerConfig::default()
-    };
-    let publisher = Arc::new(Publisher::new(
-        endpoint.connection(),
-        PublisherConfig::new(
-            player_config.producer_id.clone(),
-            format!("replay-{}", unix_ms_now()),
-        ),
-        Arc::clone(&clock),
-    )?);
-    // a performer's hand on the synth takes a path over from replay
-    let live = Subscriber::start(
-        endpoint.connection(),
-        SubscriberConfig {
-            thread_name: "play-live".to_owned(),
-            ..SubscriberConfig::new(
-                format!("integr8tor-play-{}-{}", std::process::id(), unix_ms_now()),
-                &[Topic::Params],
-            )
+    let defaults = ReplayConfig::default();
+    let config = ReplayConfig {
+        player: PlayerConfig {
+            speed: args.speed,
+            pin_ms: args.pin_ms,
+            replay_mod: args.replay_mod,
+            from: Some(from),
+            to: Some(to),
+            loop_range: args.looping.then_some((from, to)),
+            ..defaults.player
         },
-    )?;
-    let player = Player::start(
-        Arc::clone(&session),
-        Box::new(PublisherSink::new(Arc::clone(&publisher))),
-        clock,
-        player_config,
-    )
-    .context("starting the player thread")?;
-    player.send(PlayerCommand::Play);
+        ..defaults
+    };
+    let replay = ReplayService::start(Some(endpoint.connection()), session, config, clock)?;
+    replay.send(PlayerCommand::Play);
     eprintln!(
         "playing {} ({:.1} s) at {}x{} (Ctrl-C stops)",
         args.file.display(),
@@ -295,24 +271,11 @@ pub fn play(args: PlayArgs) -> anyhow::Result<Outcome> {
     let mut last = None;
     let mut finished = false;
     while !stop.load(Ordering::Relaxed) && !finished {
-        for event in live.events().try_iter() {
-            if let SubscriberEvent::Messages(batch) = event {
-                for m in &batch {
-                    let envelope = m.view();
-                    if let (ActorKind::User, Some((path, value))) =
-                        (envelope.actor_kind(), envelope.param())
-                    {
-                        player.send(PlayerCommand::LiveUser {
-                            path: path.to_owned(),
-                            producer_id: envelope.producer_id.to_owned(),
-                            value,
-                        });
-                    }
-                }
-            }
-        }
-        match player.events().recv_timeout(Duration::from_millis(20)) {
+        match replay.events().recv_timeout(Duration::from_millis(100)) {
             Ok(PlayerEvent::Status(s)) => {
+                if last.is_none() {
+                    eprintln!("{}", s.realtime.describe());
+                }
                 if progress.due() {
                     let pins = if s.pins.is_empty() {
                         String::new()
@@ -334,13 +297,10 @@ pub fn play(args: PlayArgs) -> anyhow::Result<Outcome> {
             Err(_) => {}
         }
     }
-    player.send(PlayerCommand::Pause);
+    replay.send(PlayerCommand::Pause);
     progress.done();
-    drop(player);
-    drop(live);
-    let _ = publisher.flush(Duration::from_secs(5));
-    let stats = publisher.stats();
-    if let Some(s) = last {
+    let summary = replay.stop(Duration::from_secs(5));
+    if let Some(s) = &last {
         let state = if finished { "finished" } else { "stopped" };
         println!("{state} at {} ms", s.position_ms);
         println!("sent: {}", s.dispatched);
@@ -354,9 +314,16 @@ pub fn play(args: PlayArgs) -> anyhow::Result<Outcome> {
     }
     println!(
         "delivered: {}, not delivered: {}",
-        stats.delivered,
-        stats.delivery_failed + stats.queue_full + stats.rejected
+        summary.delivered(),
+        summary.not_delivered()
     );
+    let sent = last.as_ref().map_or(0, |s| s.dispatched);
+    if sent > 0 && summary.delivered() == 0 {
+        anyhow::bail!(
+            "none of the {sent} replayed messages reached the broker at {}",
+            endpoint.connection().brokers()
+        );
+    }
     Ok(Outcome::Ok)
 }
 

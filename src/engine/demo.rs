@@ -5,14 +5,14 @@
 //! on `noise.state`). Everything goes through a [`Publisher`], so the rate
 //! limits and keys are the real ones.
 
+use crate::thread::NamedThread;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::thread::JoinHandle;
 use std::time::Duration;
 
 use super::EngineError;
 use crate::clock::{Clock, MonotonicClock, SharedClock};
-use crate::kafka::{unix_ms_now, Connection, Draft, PublishOutcome, Publisher, PublisherConfig};
+use crate::kafka::{Connection, Draft, PublishOutcome, Publisher, PublisherConfig};
 use crate::{Actor, RawValue};
 
 /// The demo synth's parameter paths.
@@ -92,7 +92,7 @@ struct Counters {
 pub struct Demo {
     stop: Arc<AtomicBool>,
     counters: Arc<Counters>,
-    thread: Option<JoinHandle<()>>,
+    thread: NamedThread<()>,
 }
 
 impl std::fmt::Debug for Demo {
@@ -111,10 +111,7 @@ impl Demo {
             connection,
             PublisherConfig {
                 source: "demo".to_owned(),
-                ..PublisherConfig::new(
-                    config.producer_id.clone(),
-                    format!("demo-{}", unix_ms_now()),
-                )
+                ..PublisherConfig::new(config.producer_id.clone(), super::new_session_id())
             },
             Arc::clone(&clock),
         )?;
@@ -123,18 +120,18 @@ impl Demo {
         let thread = {
             let stop = Arc::clone(&stop);
             let counters = Arc::clone(&counters);
-            std::thread::Builder::new()
-                .name("demo".to_owned())
-                .spawn(move || Performer::new(publisher, config, counters).run(&*clock, &stop))
-                .map_err(|error| EngineError::Io {
-                    context: "starting the demo thread".to_owned(),
-                    error,
-                })?
+            NamedThread::spawn("demo", move || {
+                Performer::new(publisher, config, counters).run(&*clock, &stop)
+            })
+            .map_err(|error| EngineError::Io {
+                context: "starting the demo thread".to_owned(),
+                error,
+            })?
         };
         Ok(Demo {
             stop,
             counters,
-            thread: Some(thread),
+            thread,
         })
     }
 
@@ -154,7 +151,7 @@ impl Demo {
 
     /// Whether it stopped by itself (its duration ran out).
     pub fn is_finished(&self) -> bool {
-        self.thread.as_ref().is_none_or(|t| t.is_finished())
+        self.thread.is_finished()
     }
 
     /// Stops, waits for the queued messages to be delivered, returns the counts.
@@ -165,11 +162,7 @@ impl Demo {
 
     fn shutdown(&mut self) {
         self.stop.store(true, Ordering::Release);
-        if let Some(t) = self.thread.take() {
-            if t.join().is_err() {
-                log::error!("demo thread panicked");
-            }
-        }
+        self.thread.join_quietly();
     }
 }
 

@@ -1,6 +1,27 @@
 //! A small fixed-size latency histogram: exact to the microsecond below
 //! 2 ms, 100 µs buckets up to 100 ms, and an overflow bucket. Recording is
 //! O(1) and allocation-free, so the player can keep it on its hot path.
+//!
+//! Percentiles in this project (the histogram's, and the benches' over
+//! sorted samples with [`percentile`]) follow one definition, the nearest
+//! rank: the q-quantile of n samples is the smallest sample with at least
+//! ceil(q * n) samples at or below it ([`nearest_rank`]).
+
+/// The 1-based rank of the q-quantile (q in 0..=1) among `n` samples by the
+/// nearest-rank definition: ceil(q * n), at least 1 (0 when there are none).
+pub fn nearest_rank(q: f64, n: u64) -> u64 {
+    if n == 0 {
+        return 0;
+    }
+    ((q.clamp(0.0, 1.0) * n as f64).ceil() as u64).clamp(1, n)
+}
+
+/// The q-quantile of samples sorted in ascending order, by
+/// [`nearest_rank`]; `None` when there are none.
+pub fn percentile<T: Copy>(sorted: &[T], q: f64) -> Option<T> {
+    let rank = nearest_rank(q, sorted.len() as u64);
+    (rank > 0).then(|| sorted[rank as usize - 1])
+}
 
 /// Summary of dispatch lateness so far, in microseconds.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -63,7 +84,7 @@ impl LatencyHistogram {
         if self.count == 0 {
             return 0.0;
         }
-        let rank = ((q.clamp(0.0, 1.0) * self.count as f64).ceil() as u64).max(1);
+        let rank = nearest_rank(q, self.count);
         let mut seen = 0;
         for (i, n) in self.buckets.iter().enumerate() {
             seen += n;
@@ -111,6 +132,26 @@ mod tests {
         h.record_us(1e9);
         assert_eq!(h.summary().max_us, 1e9);
         assert_eq!(h.quantile_us(1.0), 1e9);
+    }
+
+    #[test]
+    fn percentiles_of_sorted_samples_use_the_nearest_rank() {
+        let samples: Vec<u32> = (1..=200).collect();
+        assert_eq!(percentile(&samples, 0.5), Some(100));
+        assert_eq!(percentile(&samples, 0.99), Some(198));
+        assert_eq!(percentile(&samples, 0.0), Some(1));
+        assert_eq!(percentile(&samples, 1.0), Some(200));
+        assert_eq!(percentile(&[7], 0.5), Some(7));
+        assert_eq!(percentile::<u32>(&[], 0.5), None);
+        // the histogram agrees with the samples it was given
+        let mut h = LatencyHistogram::default();
+        for &us in &samples {
+            h.record_us(f64::from(us) - 0.5);
+        }
+        for q in [0.0, 0.25, 0.5, 0.9, 0.99, 1.0] {
+            let exact = f64::from(percentile(&samples, q).unwrap());
+            assert_eq!(h.quantile_us(q), exact.min(199.5), "q {q}");
+        }
     }
 
     #[test]

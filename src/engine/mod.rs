@@ -1,12 +1,15 @@
 //! The engines the app and the CLI drive: the [`recorder`] (bus to session
-//! file), the [`player`] (session file to bus, with pinning) and the [`demo`]
-//! (a simulated synth). Each runs on its own named thread, reports on a
+//! file), the [`player`] (session file to bus, with pinning), the [`replay`]
+//! service that runs a player with its publisher and live pinning, and the
+//! [`demo`] (a simulated synth). Each runs on its own named thread, reports on a
 //! channel and stops cleanly when stopped or dropped.
 
 pub mod demo;
 pub mod latency;
 pub mod player;
+pub mod realtime;
 pub mod recorder;
+pub mod replay;
 
 use std::net::{Ipv4Addr, SocketAddrV4, TcpListener};
 
@@ -16,12 +19,13 @@ use crate::session::WriteError;
 pub use demo::{Demo, DemoConfig, DemoStats};
 pub use latency::{LatencyHistogram, Lateness};
 pub use player::{
-    PlayState, Player, PlayerCommand, PlayerConfig, PlayerCore, PlayerEvent, PlayerStatus,
-    PublisherSink, ReplaySink,
+    NullSink, PinStatus, PlayState, Player, PlayerCommand, PlayerConfig, PlayerCore, PlayerEvent,
+    PlayerStatus, PublisherSink, Realtime, ReplaySink, Replayed,
 };
 pub use recorder::{
     default_sessions_dir, Recorder, RecorderConfig, RecorderEvent, RecorderStats, RecorderSummary,
 };
+pub use replay::{new_session_id, ReplayConfig, ReplayService, ReplaySummary};
 
 /// What went wrong in an engine.
 #[derive(Debug, thiserror::Error)]

@@ -1,43 +1,81 @@
-//! The player: republishes a loaded session's parameter changes with
-//! `actor = "replay"` at their recorded spacing (FORMATS.md section 4).
+//! The player: republishes what shaped the sound in a loaded session with
+//! `actor = "replay"` at its recorded spacing (docs/formats.md, sections 2 and 4):
+//! every `noise.params` change whose actor is `user`, `midi` or `preset`,
+//! each with its recorded `value_mapped` and extra fields, and optionally the
+//! mod-bus values. `mod`-actor parameter changes are left to the live
+//! modulation, which makes them again.
 //!
 //! [`PlayerCore`] holds every playback decision and takes the time as an
 //! argument, so tests drive it on a [`VirtualClock`](crate::clock::VirtualClock)
 //! and are exact. [`Player`] runs a core on its own thread: it drains
 //! commands, dispatches what is due, and waits for the next deadline by
 //! sleeping most of the way and spinning the last stretch
-//! ([`crate::clock::Clock::sleep_until`]), so dispatch is sub-millisecond accurate.
+//! ([`crate::clock::Clock::sleep_until`]), so dispatch is sub-millisecond
+//! accurate; it asks the OS for real-time scheduling and plays on at normal
+//! priority when that is refused.
 //!
 //! Timing: with the position `p0` at clock time `c0` (the anchor), session
 //! instant `t` is due at `c0 + (t - p0) / speed`. Pause, speed changes and
 //! seeks re-anchor at the current position, so nothing jumps.
 //!
+//! The playback invariant: at every instant of playback, for every path that
+//! is not pinned, muted or outside a solo, the last value the player sent is
+//! the session's exact state at the playhead ([`Session::state_at`], which
+//! counts snapshot values). Start, seek and loop wraps send the whole state;
+//! a value that a snapshot gives a path no event has set yet is sent like an
+//! event; pin expiry and un-muting send the path's current value; stepping
+//! back sends the values the undone step had replaced. A path whose latest
+//! change is a `mod`-actor one belongs to the live modulation.
+//!
 //! Pinning: a touched path (or one a live `actor = "user"` message from
-//! another producer moved) is skipped for `pin_ms` after the last touch; when
-//! the pin expires the path's session value at that moment is sent, at once
-//! or gliding there.
+//! another producer moved) is skipped for `pin_ms` after the last touch; a
+//! held touch pins it until it is released and `pin_ms` after that. When the
+//! pin expires the path's session value at that moment is sent, at once or
+//! gliding there.
 
 use std::sync::Arc;
-use std::thread::JoinHandle;
 use std::time::Duration;
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TryRecvError};
 
 use super::latency::{LatencyHistogram, Lateness};
 use crate::clock::SharedClock;
-use crate::envelope::{bus_number, Actor, Body, Topic};
+use crate::envelope::{bus_number, Actor, Body, Envelope, Topic};
 use crate::kafka::{Draft, PublishOutcome, Publisher};
-use crate::session::loaded::{NameId, Session};
+use crate::session::loaded::{EventEntry, NameId, Session, SnapshotChange};
+use crate::thread::NamedThread;
 
 /// Slowest and fastest playback speeds.
 pub const SPEED_RANGE: (f64, f64) = (0.1, 8.0);
 
+/// One value the player sends.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Replayed<'a> {
+    /// The parameter path, or `bus.N` for a mod-bus value.
+    pub path: &'a str,
+    /// The value to send.
+    pub value: f64,
+    /// The recorded envelope the value comes from, when one does: its
+    /// `value_mapped` and extra fields go out unchanged. `None` for values
+    /// no single recorded message carries (a snapshot's, a glide step).
+    pub recorded: Option<Envelope>,
+}
+
 /// Where replayed messages go.
 pub trait ReplaySink: Send {
     /// Publishes a parameter value with `actor = "replay"`.
-    fn param(&mut self, path: &str, value: f64);
+    fn param(&mut self, m: Replayed<'_>);
     /// Publishes a mod-bus value with `actor = "replay"`.
-    fn mod_value(&mut self, bus: i64, value: f64);
+    fn mod_value(&mut self, bus: i64, m: Replayed<'_>);
+}
+
+/// Replays into nothing: a session can still be played and scrubbed on
+/// screen while no bus is connected.
+pub struct NullSink;
+
+impl ReplaySink for NullSink {
+    fn param(&mut self, _m: Replayed<'_>) {}
+    fn mod_value(&mut self, _bus: i64, _m: Replayed<'_>) {}
 }
 
 /// Publishes replayed values through a [`Publisher`] (replay is never rate limited).
@@ -61,23 +99,42 @@ impl PublisherSink {
             self.dropped += 1;
         }
     }
+
+    /// The recorded message under the player's own identity: `actor`,
+    /// `session_id`, `producer_id`, `seq`, `ts_ms` and `source` are the
+    /// publisher's, everything else is as recorded.
+    fn replay_of(recorded: Envelope) -> Draft {
+        Draft {
+            ts_ms: None,
+            source: None,
+            ..Draft::from_envelope(recorded, Actor::Replay)
+        }
+    }
 }
 
 impl ReplaySink for PublisherSink {
-    fn param(&mut self, path: &str, value: f64) {
-        self.publish(Draft::param(Actor::Replay, path, value));
+    fn param(&mut self, m: Replayed<'_>) {
+        let draft = match m.recorded {
+            Some(e) if e.topic() == Topic::Params => Self::replay_of(e),
+            _ => Draft::param(Actor::Replay, m.path, m.value),
+        };
+        self.publish(draft);
     }
 
-    fn mod_value(&mut self, bus: i64, value: f64) {
-        self.publish(Draft::new(
-            Actor::Replay,
-            Body::Mod {
-                path: format!("bus.{bus}"),
-                bus,
-                value,
-                source_type: None,
-            },
-        ));
+    fn mod_value(&mut self, bus: i64, m: Replayed<'_>) {
+        let draft = match m.recorded {
+            Some(e) if e.topic() == Topic::Mod => Self::replay_of(e),
+            _ => Draft::new(
+                Actor::Replay,
+                Body::Mod {
+                    path: format!("bus.{bus}"),
+                    bus,
+                    value: m.value,
+                    source_type: None,
+                },
+            ),
+        };
+        self.publish(draft);
     }
 }
 
@@ -102,8 +159,10 @@ pub struct PlayerConfig {
     pub to: Option<i64>,
     /// Loop between two instants.
     pub loop_range: Option<(i64, i64)>,
-    /// How often a playing player reports its status.
+    /// How often a playing player reports its position.
     pub status_every: Duration,
+    /// Ask the OS to run the player thread with real-time scheduling.
+    pub realtime: bool,
 }
 
 impl Default for PlayerConfig {
@@ -119,6 +178,7 @@ impl Default for PlayerConfig {
             to: None,
             loop_range: None,
             status_every: Duration::from_millis(50),
+            realtime: false,
         }
     }
 }
@@ -150,12 +210,16 @@ pub enum PlayerCommand {
     Seek(i64),
     /// Loop between two session instants, or stop looping.
     SetLoop(Option<(i64, i64)>),
-    /// While paused: dispatch the next event.
+    /// While paused: dispatch the next instant's changes (a preset load is one step).
     StepForward,
-    /// While paused: undo the last event (its path returns to its previous value).
+    /// While paused: undo the last instant's changes (their paths return to their values before).
     StepBack,
-    /// The performer touched a path: pin it.
+    /// The performer touched a path: pin it for the pin duration.
     Touch(String),
+    /// The performer holds a path (a pointer pressed on it): pinned until [`PlayerCommand::Release`].
+    Hold(String),
+    /// The performer let go of a held path: the pin runs out a pin duration from now.
+    Release(String),
     /// A live `actor = "user"` message arrived on `noise.params`.
     LiveUser {
         /// Its path.
@@ -180,6 +244,42 @@ pub enum PlayerCommand {
     SetPinMs(i64),
 }
 
+/// Whether the player thread runs with real-time scheduling.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Realtime {
+    /// Not asked for (a core driven by hand, or the config said no).
+    #[default]
+    NotRequested,
+    /// The OS granted it.
+    InForce,
+    /// The OS refused; the player runs at normal priority. Why, in words.
+    Refused(String),
+}
+
+impl Realtime {
+    /// One line for the performer.
+    pub fn describe(&self) -> String {
+        match self {
+            Realtime::NotRequested => "replay at normal priority".to_owned(),
+            Realtime::InForce => "replay with real-time scheduling".to_owned(),
+            Realtime::Refused(why) => format!(
+                "real-time scheduling refused ({why}): replay runs at normal priority and may be late under load"
+            ),
+        }
+    }
+}
+
+/// A pinned path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PinStatus {
+    /// The path.
+    pub path: String,
+    /// Held by the performer's pointer (no countdown yet).
+    pub held: bool,
+    /// Milliseconds left on the pin once released (the full duration while held).
+    pub left_ms: i64,
+}
+
 /// What the player reports.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct PlayerStatus {
@@ -197,24 +297,37 @@ pub struct PlayerStatus {
     pub skipped_pinned: u64,
     /// Events skipped because their path was muted.
     pub skipped_muted: u64,
+    /// Recorded messages that could not be read back from the file (sent
+    /// with their value only).
+    pub read_errors: u64,
     /// How late dispatches were.
     pub lateness: Lateness,
-    /// Pinned paths and the ms left on each.
-    pub pins: Vec<(String, i64)>,
+    /// Pinned paths.
+    pub pins: Vec<PinStatus>,
+    /// Muted groups.
+    pub muted: Vec<String>,
+    /// The soloed group, if any.
+    pub solo: Option<String>,
+    /// Whether mod-bus values are replayed.
+    pub replay_mod: bool,
+    /// Whether the player thread runs with real-time scheduling.
+    pub realtime: Realtime,
 }
 
 /// Something from the player thread.
 #[derive(Debug, Clone, PartialEq)]
 pub enum PlayerEvent {
-    /// The current status.
+    /// The current status: after every command, and on a bounded cadence while playing.
     Status(PlayerStatus),
     /// The end was reached (not looping).
     Finished,
 }
 
+/// A pin that lasts until `until`; a held one never runs out until released.
 struct Pin {
     name: NameId,
     until: Duration,
+    held: bool,
 }
 
 struct Glide {
@@ -225,13 +338,18 @@ struct Glide {
     next: Duration,
 }
 
+/// Marks an item that is a [`SnapshotChange`] rather than an event.
+const SNAPSHOT_ITEM: u32 = 1 << 31;
+
 /// Every playback decision, driven by explicit times.
 pub struct PlayerCore {
     session: Arc<Session>,
     sink: Box<dyn ReplaySink>,
     config: PlayerConfig,
-    /// Indices into `session.events()` of what may be replayed, in ts order.
+    /// What may be replayed, in `ts_ms` order: indices into
+    /// `session.events()`, or `SNAPSHOT_ITEM | i` for `snapshot_changes[i]`.
     items: Vec<u32>,
+    snapshot_changes: Vec<SnapshotChange>,
     /// Next item to dispatch.
     cursor: usize,
     state: PlayState,
@@ -253,6 +371,8 @@ pub struct PlayerCore {
     dispatched: u64,
     skipped_pinned: u64,
     skipped_muted: u64,
+    read_errors: u64,
+    realtime: Realtime,
     finished: bool,
 }
 
@@ -271,20 +391,34 @@ pub fn group_matches(group: &str, path: &str) -> bool {
     }
 }
 
+/// What one item is.
+enum Item<'a> {
+    Event(&'a EventEntry),
+    Snapshot(&'a SnapshotChange),
+}
+
 impl PlayerCore {
     /// A stopped player at the start of the session.
     pub fn new(session: Arc<Session>, sink: Box<dyn ReplaySink>, config: PlayerConfig) -> Self {
-        let items: Vec<u32> = session
-            .events()
-            .iter()
-            .enumerate()
-            .filter(|(_, e)| match session.topic_of(e) {
-                Some(Topic::Params) => e.actor.is_replayed(),
-                Some(Topic::Mod) => e.value.is_finite(),
-                _ => false,
-            })
-            .map(|(i, _)| i as u32)
-            .collect();
+        let snapshot_changes = session.snapshot_changes();
+        let events = session.events();
+        let replayable = |e: &EventEntry| match session.topic_of(e) {
+            Some(Topic::Params) => e.actor.is_replayed(),
+            Some(Topic::Mod) => e.value.is_finite(),
+            _ => false,
+        };
+        // merge the events and the snapshot changes, both in ts order
+        let mut items = Vec::new();
+        let mut snaps = snapshot_changes.iter().enumerate().peekable();
+        for (i, e) in events.iter().enumerate() {
+            while let Some((k, _)) = snaps.next_if(|(_, c)| c.ts_ms <= e.ts_ms) {
+                items.push(SNAPSHOT_ITEM | k as u32);
+            }
+            if replayable(e) {
+                items.push(i as u32);
+            }
+        }
+        items.extend(snaps.map(|(k, _)| SNAPSHOT_ITEM | k as u32));
         let (first, last) = session.time_range().unwrap_or((0, 0));
         let start = config.from.unwrap_or(first);
         let end = config.to.unwrap_or(last).max(start);
@@ -296,6 +430,7 @@ impl PlayerCore {
             session,
             sink,
             items,
+            snapshot_changes,
             cursor: 0,
             state: PlayState::Stopped,
             pos: start as f64,
@@ -312,11 +447,14 @@ impl PlayerCore {
             dispatched: 0,
             skipped_pinned: 0,
             skipped_muted: 0,
+            read_errors: 0,
+            realtime: Realtime::NotRequested,
             finished: false,
             config,
         };
         core.loop_range = core.config.loop_range.map(|r| core.clean_range(r));
         core.cursor = core.first_at_or_after(start);
+        core.skip_unsent();
         core
     }
 
@@ -324,18 +462,38 @@ impl PlayerCore {
         (a.min(b), a.max(b).max(a.min(b) + 1))
     }
 
-    fn ts(&self, item: usize) -> i64 {
-        self.session.events()[self.items[item] as usize].ts_ms
+    fn item(&self, k: usize) -> Item<'_> {
+        let it = self.items[k];
+        if it & SNAPSHOT_ITEM != 0 {
+            Item::Snapshot(&self.snapshot_changes[(it & !SNAPSHOT_ITEM) as usize])
+        } else {
+            Item::Event(&self.session.events()[it as usize])
+        }
+    }
+
+    fn ts(&self, k: usize) -> i64 {
+        match self.item(k) {
+            Item::Event(e) => e.ts_ms,
+            Item::Snapshot(c) => c.ts_ms,
+        }
     }
 
     fn first_at_or_after(&self, t: i64) -> usize {
-        self.items
-            .partition_point(|&i| self.session.events()[i as usize].ts_ms < t)
+        let (mut lo, mut hi) = (0, self.items.len());
+        while lo < hi {
+            let mid = (lo + hi) / 2;
+            if self.ts(mid) < t {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
+        }
+        lo
     }
 
     fn first_after(&self, t: i64) -> usize {
-        self.items
-            .partition_point(|&i| self.session.events()[i as usize].ts_ms <= t)
+        t.checked_add(1)
+            .map_or(self.items.len(), |t| self.first_at_or_after(t))
     }
 
     /// The playhead's session instant at clock time `now`.
@@ -344,6 +502,11 @@ impl PlayerCore {
             PlayState::Playing => self.pos + ms(now.saturating_sub(self.anchor)) * self.speed,
             _ => self.pos,
         }
+    }
+
+    /// The playhead as a whole session instant: every change at or before it has been sent.
+    fn instant(&self, now: Duration) -> i64 {
+        self.position(now).floor() as i64
     }
 
     /// Clock time at which session instant `t` is due (playing only).
@@ -368,6 +531,13 @@ impl PlayerCore {
     /// Applies a command at clock time `now`.
     pub fn handle(&mut self, command: PlayerCommand, now: Duration) {
         self.advance(now);
+        self.apply(command, now);
+        // what the command made due (a start's first instant) goes out now
+        self.advance(now);
+        self.skip_unsent();
+    }
+
+    fn apply(&mut self, command: PlayerCommand, now: Duration) {
         match command {
             PlayerCommand::Play => self.play(now),
             PlayerCommand::Pause => {
@@ -402,8 +572,10 @@ impl PlayerCore {
                 }
             }
             PlayerCommand::StepForward => self.step_forward(now),
-            PlayerCommand::StepBack => self.step_back(),
-            PlayerCommand::Touch(path) => self.touch(&path, now),
+            PlayerCommand::StepBack => self.step_back(now),
+            PlayerCommand::Touch(path) => self.pin(&path, now, false),
+            PlayerCommand::Hold(path) => self.pin(&path, now, true),
+            PlayerCommand::Release(path) => self.release(&path, now),
             PlayerCommand::LiveUser {
                 path,
                 producer_id,
@@ -413,7 +585,7 @@ impl PlayerCore {
                     if let Some(name) = self.session.name_id(&path) {
                         self.last_live[name as usize] = Some(value);
                     }
-                    self.touch(&path, now);
+                    self.pin(&path, now, false);
                 }
             }
             PlayerCommand::SetMuted { group, muted } => {
@@ -421,13 +593,20 @@ impl PlayerCore {
                 if muted {
                     self.muted_groups.push(group);
                 }
-                self.recompute_muted();
+                self.recompute_muted(now);
             }
             PlayerCommand::SetSolo(group) => {
                 self.solo = group;
-                self.recompute_muted();
+                self.recompute_muted(now);
             }
-            PlayerCommand::SetReplayMod(on) => self.replay_mod = on,
+            PlayerCommand::SetReplayMod(on) => {
+                self.replay_mod = on;
+                // the cursor skipped the mod values while they were off
+                self.cursor = match self.state {
+                    PlayState::Stopped => self.first_at_or_after(self.start_point()),
+                    _ => self.first_after(self.instant(now)),
+                };
+            }
             PlayerCommand::SetPinMs(pin_ms) => self.config.pin_ms = pin_ms.max(0),
         }
     }
@@ -437,6 +616,18 @@ impl PlayerCore {
             Some((a, _)) => a,
             None => self.start,
         }
+    }
+
+    /// From stopped to the start: the state just before it goes out, so the
+    /// synth is where the session was (nothing when starting at the first event).
+    fn leave_stopped(&mut self, now: Duration) {
+        let start = self.start_point();
+        self.republish_state(start - 1, now);
+        self.pos = start as f64;
+        self.cursor = self.first_at_or_after(start);
+        self.anchor = now;
+        self.finished = false;
+        self.state = PlayState::Paused;
     }
 
     fn play(&mut self, now: Duration) {
@@ -452,14 +643,7 @@ impl PlayerCore {
                 self.state = PlayState::Playing;
             }
             PlayState::Stopped => {
-                let start = self.start_point();
-                // the state just before the start, so the synth is where the
-                // session was; empty when starting at the first event
-                self.republish_state(start - 1, now);
-                self.pos = start as f64;
-                self.cursor = self.first_at_or_after(start);
-                self.anchor = now;
-                self.finished = false;
+                self.leave_stopped(now);
                 self.state = PlayState::Playing;
             }
         }
@@ -477,7 +661,8 @@ impl PlayerCore {
         self.republish_state(t, now);
     }
 
-    /// Sends the exact state at `t` for every path not pinned or muted.
+    /// Sends the exact state at `t` for every path not pinned or muted, each
+    /// as the recorded message that set it where one did.
     fn republish_state(&mut self, t: i64, now: Duration) {
         let session = Arc::clone(&self.session);
         for (name, value) in session.state_at(t) {
@@ -486,143 +671,239 @@ impl PlayerCore {
             } else if self.is_muted(name) {
                 self.skipped_muted += 1;
             } else {
-                self.sink.param(session.name(name), value);
-                self.dispatched += 1;
+                self.send_value(name, value, t);
             }
         }
     }
 
-    fn is_replay_candidate(&self, item: usize) -> bool {
-        let e = &self.session.events()[self.items[item] as usize];
-        self.replay_mod || self.session.topic_of(e) != Some(Topic::Mod)
+    /// Sends `name`'s value at session instant `t`, as the recorded message
+    /// that set it when an event did.
+    fn send_value(&mut self, name: NameId, value: f64, t: i64) {
+        let session = Arc::clone(&self.session);
+        let recorded = session
+            .setter_at(name, t)
+            .filter(|e| e.value.to_bits() == value.to_bits())
+            .and_then(|e| self.read_envelope(e));
+        self.sink.param(Replayed {
+            path: session.name(name),
+            value,
+            recorded,
+        });
+        self.dispatched += 1;
+    }
+
+    fn read_envelope(&mut self, e: &EventEntry) -> Option<Envelope> {
+        match self.session.envelope(e) {
+            Ok(env) => Some(env),
+            Err(err) => {
+                if self.read_errors == 0 {
+                    log::warn!("replay sends values only: {err}");
+                }
+                self.read_errors += 1;
+                None
+            }
+        }
+    }
+
+    fn is_replay_candidate(&self, k: usize) -> bool {
+        match self.item(k) {
+            Item::Event(e) => self.replay_mod || self.session.topic_of(e) != Some(Topic::Mod),
+            Item::Snapshot(_) => true,
+        }
+    }
+
+    /// The range of candidate items at the next instant from the cursor on.
+    fn next_step(&self) -> Option<(usize, usize)> {
+        let a = (self.cursor..self.items.len()).find(|&k| self.is_replay_candidate(k))?;
+        let t = self.ts(a);
+        let b = self.first_after(t);
+        Some((a, b))
     }
 
     fn step_forward(&mut self, now: Duration) {
-        if self.state == PlayState::Playing {
-            self.reanchor(now);
-            self.state = PlayState::Paused;
+        match self.state {
+            PlayState::Playing => {
+                self.reanchor(now);
+                self.state = PlayState::Paused;
+            }
+            PlayState::Stopped => self.leave_stopped(now),
+            PlayState::Paused => {}
         }
-        while self.cursor < self.items.len() && !self.is_replay_candidate(self.cursor) {
-            self.cursor += 1;
-        }
-        if self.cursor < self.items.len() {
-            let item = self.cursor;
-            self.pos = self.ts(item) as f64;
-            self.dispatch(item, now, None);
-            self.cursor += 1;
-            self.state = PlayState::Paused;
+        if let Some((a, b)) = self.next_step() {
+            self.pos = self.ts(a) as f64;
+            for k in a..b {
+                self.dispatch(k, now, None);
+            }
+            self.cursor = b;
         }
     }
 
-    fn step_back(&mut self) {
-        if self.state == PlayState::Playing {
+    fn step_back(&mut self, now: Duration) {
+        if self.state != PlayState::Paused {
             return; // pause first: stepping while the clock runs means nothing
         }
-        let mut k = self.cursor;
-        while k > 0 && !self.is_replay_candidate(k - 1) {
-            k -= 1;
-        }
-        if k == 0 {
+        let Some(last) = (0..self.cursor)
+            .rev()
+            .find(|&k| self.is_replay_candidate(k))
+        else {
             return;
-        }
-        let undone = k - 1;
-        let mut prev = undone;
-        while prev > 0 && !self.is_replay_candidate(prev - 1) {
-            prev -= 1;
-        }
-        let new_pos = if prev > 0 {
-            self.ts(prev - 1)
-        } else {
-            self.ts(undone) - 1
         };
-        self.pos = new_pos as f64;
-        self.cursor = undone;
-        self.state = PlayState::Paused;
-        let e = self.session.events()[self.items[undone] as usize];
-        if self.session.topic_of(&e) == Some(Topic::Params) {
-            if let Some(v) = self.value_before(e.name, undone) {
-                let path = self.session.name(e.name).to_owned();
-                self.sink.param(&path, v);
-                self.dispatched += 1;
+        let t = self.ts(last);
+        let undone = self.first_at_or_after(t)..self.cursor;
+        let before = (0..undone.start)
+            .rev()
+            .find(|&k| self.is_replay_candidate(k))
+            .map_or(t - 1, |k| self.ts(k));
+        let was = self.instant(now);
+        self.pos = before as f64;
+        self.cursor = undone.start;
+        // every path that changed after `before`: the undone step's, and any
+        // a pin expiry or un-muting had since set from a change replay does
+        // not send itself (a `mod` one)
+        let session = Arc::clone(&self.session);
+        let events = session.events();
+        let params = session.param_events();
+        let lo = params.partition_point(|&i| events[i as usize].ts_ms <= before);
+        let hi = params.partition_point(|&i| events[i as usize].ts_ms <= was.max(t));
+        let mut names: Vec<NameId> = params[lo..hi]
+            .iter()
+            .map(|&i| events[i as usize].name)
+            .chain(undone.filter_map(|k| match self.item(k) {
+                Item::Snapshot(c) => Some(c.name),
+                Item::Event(_) => None,
+            }))
+            .collect();
+        names.sort_unstable();
+        names.dedup();
+        for name in names {
+            if self.is_pinned(name, now) || self.is_muted(name) {
+                continue;
+            }
+            if let Some(v) = self.session.value_at(name, before) {
+                self.send_value(name, v, before);
             }
         }
     }
 
-    /// The value `name` had just before item `item` was applied.
-    fn value_before(&self, name: NameId, item: usize) -> Option<f64> {
-        let events = self.session.events();
-        let target = self.items[item];
-        let lane = self.session.lane(name);
-        let at = lane.iter().position(|&i| i == target)?;
-        lane[..at]
-            .iter()
-            .rev()
-            .map(|&i| events[i as usize])
-            .find(|e| self.session.topic_of(e) == Some(Topic::Params))
-            .map(|e| e.value)
-    }
-
-    fn touch(&mut self, path: &str, now: Duration) {
+    fn pin(&mut self, path: &str, now: Duration, held: bool) {
         let Some(name) = self.session.name_id(path) else {
             return; // not in this session: replay never sends it anyway
         };
         let until = now + Duration::from_millis(self.config.pin_ms.max(0) as u64);
         self.glides.retain(|g| g.name != name);
         match self.pins.iter_mut().find(|p| p.name == name) {
-            Some(pin) => pin.until = pin.until.max(until),
-            None => self.pins.push(Pin { name, until }),
+            Some(pin) => {
+                pin.until = pin.until.max(until);
+                pin.held |= held;
+            }
+            None => self.pins.push(Pin { name, until, held }),
+        }
+    }
+
+    fn release(&mut self, path: &str, now: Duration) {
+        let Some(name) = self.session.name_id(path) else {
+            return;
+        };
+        let until = now + Duration::from_millis(self.config.pin_ms.max(0) as u64);
+        if let Some(pin) = self.pins.iter_mut().find(|p| p.name == name) {
+            pin.held = false;
+            pin.until = until;
         }
     }
 
     fn is_pinned(&self, name: NameId, now: Duration) -> bool {
-        self.pins.iter().any(|p| p.name == name && p.until > now)
+        self.pins
+            .iter()
+            .any(|p| p.name == name && (p.held || p.until > now))
     }
 
     fn is_muted(&self, name: NameId) -> bool {
         self.muted.get(name as usize).copied().unwrap_or(false)
     }
 
-    fn recompute_muted(&mut self) {
+    /// Applies the mute and solo groups; a path that comes back gets its
+    /// current session value.
+    fn recompute_muted(&mut self, now: Duration) {
+        let mut back = Vec::new();
         for id in 0..self.muted.len() {
             let path = self.session.name(id as NameId);
             let solo_out = self
                 .solo
                 .as_deref()
                 .is_some_and(|g| !group_matches(g, path));
-            self.muted[id] = solo_out || self.muted_groups.iter().any(|g| group_matches(g, path));
+            let muted = solo_out || self.muted_groups.iter().any(|g| group_matches(g, path));
+            if self.muted[id] && !muted {
+                back.push(id as NameId);
+            }
+            self.muted[id] = muted;
+        }
+        if self.state == PlayState::Stopped {
+            return;
+        }
+        let t = self.instant(now);
+        for name in back {
+            if self.is_pinned(name, now) {
+                continue;
+            }
+            if let Some(v) = self.session.value_at(name, t) {
+                self.send_value(name, v, t);
+            }
         }
     }
 
-    fn dispatch(&mut self, item: usize, now: Duration, due: Option<Duration>) {
-        let session = Arc::clone(&self.session);
-        let e = session.events()[self.items[item] as usize];
-        let is_mod = session.topic_of(&e) == Some(Topic::Mod);
-        if is_mod && !self.replay_mod {
+    fn dispatch(&mut self, k: usize, now: Duration, due: Option<Duration>) {
+        if !self.is_replay_candidate(k) {
             return;
         }
         if let Some(due) = due {
             self.lateness
                 .record_us(ms(now.saturating_sub(due)) * 1000.0);
         }
-        if self.is_muted(e.name) {
+        let session = Arc::clone(&self.session);
+        let (name, value, event) = match self.item(k) {
+            Item::Event(e) => (e.name, e.value, Some(*e)),
+            Item::Snapshot(c) => (c.name, c.value, None),
+        };
+        if self.is_muted(name) {
             self.skipped_muted += 1;
             return;
         }
-        let path = session.name(e.name);
-        if is_mod {
+        let path = session.name(name);
+        if let Some(e) = event.filter(|e| session.topic_of(e) == Some(Topic::Mod)) {
             if let Some(bus) = bus_number(path) {
-                self.sink.mod_value(bus, e.value);
+                let recorded = self.read_envelope(&e);
+                self.sink.mod_value(
+                    bus,
+                    Replayed {
+                        path,
+                        value,
+                        recorded,
+                    },
+                );
                 self.dispatched += 1;
             }
             return;
         }
-        if self.is_pinned(e.name, now) {
+        if self.is_pinned(name, now) {
             self.skipped_pinned += 1;
             return;
         }
-        self.glides.retain(|g| g.name != e.name);
-        self.sink.param(path, e.value);
+        self.glides.retain(|g| g.name != name);
+        let recorded = event.and_then(|e| self.read_envelope(&e));
+        self.sink.param(Replayed {
+            path,
+            value,
+            recorded,
+        });
         self.dispatched += 1;
+    }
+
+    /// Moves the cursor past items that are not sent (mod-bus values while
+    /// they are off), so the thread never wakes for them.
+    fn skip_unsent(&mut self) {
+        while self.cursor < self.items.len() && !self.is_replay_candidate(self.cursor) {
+            self.cursor += 1;
+        }
     }
 
     /// Dispatches everything due by `now`: events, loop wraps, the end, pin
@@ -633,6 +914,11 @@ impl PlayerCore {
         if self.state != PlayState::Playing {
             return;
         }
+        self.dispatch_due(now);
+        self.skip_unsent();
+    }
+
+    fn dispatch_due(&mut self, now: Duration) {
         loop {
             let limit = self.limit();
             let pos = self.position(now).min(limit as f64);
@@ -668,12 +954,12 @@ impl PlayerCore {
     }
 
     fn expire_pins(&mut self, now: Duration) {
-        if !self.pins.iter().any(|p| p.until <= now) {
+        if !self.pins.iter().any(|p| !p.held && p.until <= now) {
             return;
         }
         let (expired, kept): (Vec<Pin>, Vec<Pin>) = std::mem::take(&mut self.pins)
             .into_iter()
-            .partition(|p| p.until <= now);
+            .partition(|p| !p.held && p.until <= now);
         self.pins = kept;
         if self.state == PlayState::Stopped {
             return;
@@ -696,11 +982,7 @@ impl PlayerCore {
                     start: pin.until,
                     next: pin.until,
                 }),
-                _ => {
-                    let path = self.session.name(pin.name).to_owned();
-                    self.sink.param(&path, target);
-                    self.dispatched += 1;
-                }
+                _ => self.send_value(pin.name, target, at),
             }
         }
         self.step_glides(now);
@@ -719,16 +1001,23 @@ impl PlayerCore {
             }
             let t = ms(now.saturating_sub(g.start)) / ms(glide);
             let done = t >= 1.0;
-            let v = if done {
-                g.to
-            } else {
-                g.from + (g.to - g.from) * t
-            };
-            let path = self.session.name(g.name).to_owned();
-            self.sink.param(&path, v);
+            if done {
+                // the last step is the session's value itself
+                let at = self.instant(now);
+                let to = self.session.value_at(g.name, at).unwrap_or(g.to);
+                self.send_value(g.name, to, at);
+                return false;
+            }
+            let v = g.from + (g.to - g.from) * t;
+            let path = self.session.name(g.name);
+            self.sink.param(Replayed {
+                path,
+                value: v,
+                recorded: None,
+            });
             self.dispatched += 1;
             g.next = now + step;
-            !done
+            true
         });
         self.glides = glides;
     }
@@ -744,7 +1033,7 @@ impl PlayerCore {
                 _ => consider(self.due(limit as f64)),
             }
         }
-        for pin in &self.pins {
+        for pin in self.pins.iter().filter(|p| !p.held) {
             consider(pin.until);
         }
         for g in &self.glides {
@@ -763,27 +1052,46 @@ impl PlayerCore {
         self.state
     }
 
+    /// Whether pins or glides still need the clock while not playing.
+    fn has_timers(&self) -> bool {
+        !self.pins.is_empty() || !self.glides.is_empty()
+    }
+
+    /// Records whether the thread got real-time scheduling, for the status.
+    pub fn set_realtime(&mut self, realtime: Realtime) {
+        self.realtime = realtime;
+    }
+
     /// The status at `now`.
     pub fn status(&self, now: Duration) -> PlayerStatus {
+        let full = self.config.pin_ms.max(0);
         PlayerStatus {
             state: self.state,
-            position_ms: self.position(now).floor() as i64,
+            position_ms: self.instant(now),
             speed: self.speed,
             loop_range: self.loop_range,
             dispatched: self.dispatched,
             skipped_pinned: self.skipped_pinned,
             skipped_muted: self.skipped_muted,
+            read_errors: self.read_errors,
             lateness: self.lateness.summary(),
             pins: self
                 .pins
                 .iter()
-                .map(|p| {
-                    (
-                        self.session.name(p.name).to_owned(),
-                        ms(p.until.saturating_sub(now)).ceil() as i64,
-                    )
+                .map(|p| PinStatus {
+                    path: self.session.name(p.name).to_owned(),
+                    held: p.held,
+                    left_ms: if p.held {
+                        full
+                    } else {
+                        ms(p.until.saturating_sub(now)).ceil() as i64
+                    },
                 })
                 .collect(),
+            muted: self.muted_groups.clone(),
+            solo: self.solo.clone(),
+            replay_mod: self.replay_mod,
+            realtime: self.realtime.clone(),
         }
     }
 
@@ -797,7 +1105,7 @@ impl PlayerCore {
 pub struct Player {
     commands: Option<Sender<PlayerCommand>>,
     events: Receiver<PlayerEvent>,
-    thread: Option<JoinHandle<()>>,
+    thread: NamedThread<()>,
 }
 
 impl std::fmt::Debug for Player {
@@ -821,14 +1129,24 @@ impl Player {
         let (command_tx, command_rx) = crossbeam_channel::unbounded();
         let (event_tx, events) = crossbeam_channel::bounded(256);
         let status_every = config.status_every;
+        let realtime = config.realtime;
         let core = PlayerCore::new(session, sink, config);
-        let thread = std::thread::Builder::new()
-            .name("player".to_owned())
-            .spawn(move || run(core, clock, command_rx, event_tx, status_every))?;
+        let thread = NamedThread::spawn("player", move || {
+            let mut core = core;
+            // kept for the thread's life: dropping it returns to normal priority
+            let _guard = if realtime {
+                let (granted, guard) = super::realtime::promote_current_thread();
+                core.set_realtime(granted);
+                guard
+            } else {
+                None
+            };
+            run(core, clock, command_rx, event_tx, status_every)
+        })?;
         Ok(Player {
             commands: Some(command_tx),
             events,
-            thread: Some(thread),
+            thread,
         })
     }
 
@@ -837,6 +1155,14 @@ impl Player {
         if let Some(c) = &self.commands {
             let _ = c.send(command);
         }
+    }
+
+    /// A sender of commands, for another thread (dead once the player has stopped).
+    pub fn commands(&self) -> Sender<PlayerCommand> {
+        // only `stop` and drop take the sender, so it is always here
+        self.commands
+            .clone()
+            .unwrap_or_else(|| crossbeam_channel::unbounded().0)
     }
 
     /// Status reports and the end of playback.
@@ -851,11 +1177,7 @@ impl Player {
 
     fn shutdown(&mut self) {
         self.commands.take();
-        if let Some(t) = self.thread.take() {
-            if t.join().is_err() {
-                log::error!("player thread panicked");
-            }
-        }
+        self.thread.join_quietly();
     }
 }
 
@@ -889,7 +1211,7 @@ fn run(
         let now = clock.now();
         core.advance(now);
         let finished = core.take_finished();
-        let active = core.state() == PlayState::Playing || !core.pins.is_empty();
+        let active = core.state() == PlayState::Playing || core.has_timers();
         if report || finished || (active && now >= next_status) {
             let _ = events.try_send(PlayerEvent::Status(core.status(now)));
             next_status = now + status_every;

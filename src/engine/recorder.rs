@@ -1,17 +1,18 @@
 //! The recorder: `noise.params`, `noise.events` and `noise.mod` to a session
-//! file, by the writing rules of FORMATS.md section 3.
+//! file, by the writing rules of docs/formats.md section 3.
 //!
 //! A [`Subscriber`] decodes and drops duplicates; the recorder thread drops
 //! what the actor rules exclude (`replay`, `telemetry`) and appends the rest,
-//! byte for byte as received, through a [`SessionWriter`] that flushes at
-//! least every 100 ms. A killed process therefore loses at most the last
-//! 100 ms, and the file loads as it is. [`Recorder::stop`] stops the
+//! byte for byte as received, through a [`SessionWriter`] that hands its
+//! buffer to the OS every [`FLUSH_INTERVAL`](crate::session::FLUSH_INTERVAL).
+//! A killed process therefore loses only what arrived in about the last
+//! flush interval, and the file loads as it is. [`Recorder::stop`] stops the
 //! subscriber, writes everything it had already handed over, and fsyncs.
 
+use crate::thread::NamedThread;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
@@ -24,7 +25,7 @@ use crate::kafka::{
 use crate::session::writer::SessionWriter;
 use crate::Topic;
 
-/// The topics a recorder consumes (FORMATS.md section 3, rule 1).
+/// The topics a recorder consumes (docs/formats.md section 3, rule 1).
 pub const RECORDED_TOPICS: [Topic; 3] = [Topic::Params, Topic::Events, Topic::Mod];
 
 /// Where sessions go unless told otherwise: the platform's data directory
@@ -47,7 +48,7 @@ pub struct RecorderConfig {
     pub start: StartFrom,
     /// Consumer group.
     pub group_id: String,
-    /// Snapshot interval (FORMATS.md: 5,000 ms).
+    /// Snapshot interval (docs/formats.md: 5,000 ms).
     pub snapshot_interval_ms: i64,
     /// How often stats are reported.
     pub stats_every: Duration,
@@ -120,7 +121,7 @@ pub struct Recorder {
     path: PathBuf,
     stop: Arc<AtomicBool>,
     events: Receiver<RecorderEvent>,
-    thread: Option<JoinHandle<Result<RecorderSummary, EngineError>>>,
+    thread: NamedThread<Result<RecorderSummary, EngineError>>,
 }
 
 impl std::fmt::Debug for Recorder {
@@ -159,19 +160,18 @@ impl Recorder {
         };
         let thread = {
             let stop = Arc::clone(&stop);
-            std::thread::Builder::new()
-                .name("recorder".to_owned())
-                .spawn(move || worker.run(subscriber, stop))
-                .map_err(|e| EngineError::Io {
+            NamedThread::spawn("recorder", move || worker.run(subscriber, stop)).map_err(|e| {
+                EngineError::Io {
                     context: "starting the recorder thread".to_owned(),
                     error: e,
-                })?
+                }
+            })?
         };
         Ok(Recorder {
             path,
             stop,
             events,
-            thread: Some(thread),
+            thread,
         })
     }
 
@@ -187,7 +187,7 @@ impl Recorder {
 
     /// Whether the recorder thread has ended (after a write failure).
     pub fn is_finished(&self) -> bool {
-        self.thread.as_ref().is_none_or(|t| t.is_finished())
+        self.thread.is_finished()
     }
 
     /// Stops consuming, writes what was already received, fsyncs, and
@@ -198,20 +198,15 @@ impl Recorder {
 
     fn shutdown(&mut self) -> Result<RecorderSummary, EngineError> {
         self.stop.store(true, Ordering::Release);
-        match self.thread.take() {
-            Some(t) => t.join().unwrap_or_else(|_| {
-                Err(EngineError::Stopped("the recorder thread panicked".into()))
-            }),
-            None => Err(EngineError::Stopped(
-                "the recorder was already stopped".into(),
-            )),
-        }
+        self.thread
+            .join()
+            .unwrap_or_else(|e| Err(EngineError::Stopped(e.to_string())))
     }
 }
 
 impl Drop for Recorder {
     fn drop(&mut self) {
-        if self.thread.is_some() {
+        if self.thread.is_joinable() {
             if let Err(e) = self.shutdown() {
                 log::error!("recorder: {e}");
             }
@@ -232,9 +227,6 @@ pub fn new_session_path(dir: &Path, unix_ms: i64) -> PathBuf {
     path
 }
 
-/// How often the recorder hands its buffer to the OS.
-const FLUSH_EVERY: Duration = Duration::from_millis(50);
-
 struct Worker {
     writer: SessionWriter,
     tx: Sender<RecorderEvent>,
@@ -251,7 +243,6 @@ impl Worker {
     ) -> Result<RecorderSummary, EngineError> {
         let incoming = subscriber.events().clone();
         let mut last_report = Instant::now();
-        let mut last_flush = Instant::now();
         let mut events_at_report = 0;
         let result = loop {
             if stop.load(Ordering::Acquire) {
@@ -279,13 +270,10 @@ impl Worker {
                     break Err(EngineError::Stopped("the consumer thread ended".into()))
                 }
             }
-            // FLUSH_EVERY plus the loop's wake-up keeps a killed process's
-            // loss under 100 ms, receive latency included
-            if last_flush.elapsed() >= FLUSH_EVERY {
-                if let Err(e) = self.writer.flush() {
-                    break Err(e.into());
-                }
-                last_flush = Instant::now();
+            // the loop wakes at least every 20 ms, so a quiet bus still
+            // gets the buffer on disk within the flush interval
+            if let Err(e) = self.writer.flush_if_due(Instant::now()) {
+                break Err(e.into());
             }
             if last_report.elapsed() >= self.stats_every {
                 let dt = last_report.elapsed().as_secs_f64();

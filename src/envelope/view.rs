@@ -78,7 +78,7 @@ impl<'a> BodyView<'a> {
         }
     }
 
-    /// The Kafka key FORMATS.md section 1 assigns.
+    /// The Kafka key docs/formats.md section 1 assigns.
     pub fn kafka_key(&self) -> &'a str {
         match *self {
             BodyView::Param { path, .. }
@@ -187,7 +187,7 @@ impl<'a> EnvelopeView<'a> {
         self.body.topic()
     }
 
-    /// The Kafka key FORMATS.md section 1 assigns.
+    /// The Kafka key docs/formats.md section 1 assigns.
     pub fn kafka_key(&self) -> &'a str {
         self.body.kafka_key()
     }
@@ -264,7 +264,7 @@ fn read_key<'a>(c: &mut Cursor<'a>) -> Result<&'a [u8], EnvelopeError> {
     }
 }
 
-/// The fields FORMATS.md section 2 defines, common and per topic.
+/// The fields docs/formats.md section 2 defines, common and per topic.
 #[derive(Clone, Copy)]
 enum Field {
     V,

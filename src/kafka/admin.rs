@@ -1,4 +1,4 @@
-//! The five topics of FORMATS.md section 1 and their creation.
+//! The five topics of docs/formats.md section 1 and their creation.
 //!
 //! [`create_topics`] first asks the cluster which topics exist (so it works
 //! on brokers without the CreateTopics API, like the embedded one, and a
@@ -29,7 +29,7 @@ pub struct TopicSpec {
     pub configs: &'static [(&'static str, &'static str)],
 }
 
-/// The five topics with partitions and configs from FORMATS.md section 1.
+/// The five topics with partitions and configs from docs/formats.md section 1.
 pub fn topic_specs() -> [TopicSpec; 5] {
     [
         TopicSpec {

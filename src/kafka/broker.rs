@@ -22,9 +22,9 @@
 //! The librdkafka handle is `!Send`, so it lives on one thread, created and
 //! destroyed there; [`EmbeddedBroker`] talks to it through a command channel.
 
+use crate::thread::NamedThread;
 use std::ffi::{CStr, CString};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
-use std::thread::JoinHandle;
 use std::time::Duration;
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
@@ -57,7 +57,7 @@ pub struct EmbeddedBroker {
     bootstrap: String,
     port: u16,
     commands: Option<Sender<Command>>,
-    thread: Option<JoinHandle<()>>,
+    thread: NamedThread<()>,
 }
 
 impl std::fmt::Debug for EmbeddedBroker {
@@ -75,26 +75,26 @@ impl EmbeddedBroker {
         let (command_tx, command_rx) = crossbeam_channel::unbounded();
         let (ready_tx, ready_rx) = crossbeam_channel::bounded(1);
         let requested = port.filter(|p| *p != 0);
-        let thread = std::thread::Builder::new()
-            .name("embedded-broker".to_owned())
-            .spawn(move || serve(requested, command_rx, ready_tx))
-            .map_err(|error| BusError::Io {
-                context: "starting the embedded broker thread".to_owned(),
-                error,
-            })?;
+        let mut thread = NamedThread::spawn("embedded-broker", move || {
+            serve(requested, command_rx, ready_tx)
+        })
+        .map_err(|error| BusError::Io {
+            context: "starting the embedded broker thread".to_owned(),
+            error,
+        })?;
         match ready_rx.recv() {
             Ok(Ok((bootstrap, port))) => Ok(EmbeddedBroker {
                 bootstrap,
                 port,
                 commands: Some(command_tx),
-                thread: Some(thread),
+                thread,
             }),
             Ok(Err(message)) => {
-                let _ = thread.join();
+                thread.join_quietly();
                 Err(BusError::EmbeddedBroker(message))
             }
             Err(_) => {
-                let _ = thread.join();
+                thread.join_quietly();
                 Err(BusError::EmbeddedBroker(
                     "the broker thread ended before it was ready".to_owned(),
                 ))
@@ -159,11 +159,7 @@ impl Drop for EmbeddedBroker {
     fn drop(&mut self) {
         // closing the channel is the stop signal
         self.commands.take();
-        if let Some(t) = self.thread.take() {
-            if t.join().is_err() {
-                log::error!("embedded broker thread panicked");
-            }
-        }
+        self.thread.join_quietly();
     }
 }
 

@@ -1,4 +1,4 @@
-//! The duplicate filter of FORMATS.md section 2: remembers the last N
+//! The duplicate filter of docs/formats.md section 2: remembers the last N
 //! (session_id, producer_id, seq) triples, N = 50,000 by default.
 //!
 //! It sits on the subscriber's hot path (hundreds of thousands of messages a
@@ -15,7 +15,7 @@ use std::hash::{Hash, Hasher};
 
 use hashbrown::{Equivalent, HashMap, HashSet};
 
-/// Default window size (FORMATS.md asks for at least 50,000).
+/// Default window size (docs/formats.md asks for at least 50,000).
 pub const DEFAULT_WINDOW: usize = 50_000;
 
 /// An owned (session_id, producer_id) pair.

@@ -1,11 +1,11 @@
 //! The bus side of Integr8tor: Kafka clients built on librdkafka (`rdkafka`).
 //!
 //! - [`Publisher`]: an idempotent producer that stamps `session_id`,
-//!   `producer_id` and `seq`, applies the rate limits of FORMATS.md section 2
+//!   `producer_id` and `seq`, applies the rate limits of docs/formats.md section 2
 //!   and never blocks its caller.
 //! - [`Subscriber`]: a named consumer thread that decodes envelopes, drops
 //!   duplicates in a bounded window and forwards batches on a channel.
-//! - [`admin`]: the five topics of FORMATS.md section 1 and their creation.
+//! - [`admin`]: the five topics of docs/formats.md section 1 and their creation.
 //! - [`EmbeddedBroker`]: librdkafka's in-process Kafka-protocol broker, used
 //!   whenever no `--brokers` is given.
 //! - [`Connection`] / [`Endpoint`]: where the brokers are and the librdkafka

@@ -41,7 +41,7 @@ pub struct PublisherConfig {
     pub session_id: String,
     /// The envelope's `source` field for drafts that do not set one.
     pub source: String,
-    /// Rate limits (FORMATS.md section 2 by default).
+    /// Rate limits (docs/formats.md section 2 by default).
     pub rate_limits: RateLimits,
     /// `enable.idempotence` (default true).
     pub idempotence: bool,

@@ -1,4 +1,4 @@
-//! Producer-side rate limits of FORMATS.md section 2, per topic and key, on an
+//! Producer-side rate limits of docs/formats.md section 2, per topic and key, on an
 //! injected [`Clock`](crate::clock::Clock).
 //!
 //! | topic          | limit (per key)            | exempt actors        |
@@ -25,11 +25,11 @@ use crate::envelope::{ActorKind, Topic};
 /// Limits per topic, in messages per second per key; `None` is unlimited.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct RateLimits {
-    /// `noise.params`, per path (FORMATS.md: 60 Hz).
+    /// `noise.params`, per path (docs/formats.md: 60 Hz).
     pub params_hz: Option<f64>,
-    /// `noise.mod`, per bus (FORMATS.md: 30 Hz).
+    /// `noise.mod`, per bus (docs/formats.md: 30 Hz).
     pub mod_hz: Option<f64>,
-    /// `noise.audio`, per source (FORMATS.md: 30 Hz).
+    /// `noise.audio`, per source (docs/formats.md: 30 Hz).
     pub audio_hz: Option<f64>,
     /// How many messages may pass back to back (at least 1).
     pub burst: u32,

@@ -24,10 +24,10 @@
 //! When the channel is full the thread waits (backpressure: a recorder must
 //! not lose messages), checking for a stop request every 100 ms.
 
+use crate::thread::NamedThread;
 use std::ops::Range;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, SendTimeoutError, Sender};
@@ -175,7 +175,7 @@ pub struct Received {
 #[derive(Debug, Clone, PartialEq)]
 enum ReceivedKey {
     Absent,
-    /// The key FORMATS.md section 1 assigns, as nearly every producer sends.
+    /// The key docs/formats.md section 1 assigns, as nearly every producer sends.
     Envelope,
     /// Any other key (lossy UTF-8 if a producer sent other bytes).
     Other(String),
@@ -207,7 +207,7 @@ impl Received {
         }
     }
 
-    /// The key FORMATS.md section 1 gives the envelope (path, event type or
+    /// The key docs/formats.md section 1 gives the envelope (path, event type or
     /// state key), whatever key the message came with.
     pub fn envelope_key(&self) -> &str {
         let range = self.own_key.start as usize..self.own_key.end as usize;
@@ -371,7 +371,7 @@ impl ConsumerContext for SubscriberContext {
 pub struct Subscriber {
     events: Receiver<SubscriberEvent>,
     stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
+    thread: NamedThread<()>,
     counters: Arc<Counters>,
 }
 
@@ -466,17 +466,15 @@ impl Subscriber {
             last_probe: Instant::now(),
             stamp: None,
         };
-        let thread = std::thread::Builder::new()
-            .name(config.thread_name.clone())
-            .spawn(move || worker.run(consumer))
+        let thread = NamedThread::spawn(config.thread_name.clone(), move || worker.run(consumer))
             .map_err(|error| BusError::Io {
-                context: "starting the subscriber thread".to_owned(),
-                error,
-            })?;
+            context: "starting the subscriber thread".to_owned(),
+            error,
+        })?;
         Ok(Subscriber {
             events,
             stop,
-            thread: Some(thread),
+            thread,
             counters,
         })
     }
@@ -508,11 +506,7 @@ impl Subscriber {
 
     fn shutdown(&mut self) {
         self.stop.store(true, Ordering::Release);
-        if let Some(thread) = self.thread.take() {
-            if thread.join().is_err() {
-                log::error!("subscriber thread panicked");
-            }
-        }
+        self.thread.join_quietly();
     }
 }
 

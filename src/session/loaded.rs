@@ -164,9 +164,65 @@ pub struct Session {
     checkpoints: Vec<Checkpoint>,
     checkpoint_every: usize,
     snapshots: Vec<SnapshotMark>,
+    /// What the file's snapshots add to the events' state, in `ts_ms` order.
+    overlay: SnapshotOverlay,
     by_topic: Vec<u64>,
     report: ReadReport,
     file_bytes: u64,
+}
+
+/// The part of the file's snapshots that the state at time t needs
+/// (docs/formats.md, section 3: start from the last snapshot with `ts_ms <= t`,
+/// then apply every parameter event with `ts_ms <= t`).
+///
+/// Events win over snapshots, so a snapshot's value of a path matters only
+/// while no event has set that path yet: each snapshot keeps just those
+/// entries, which are few (the paths a recording knew from before its start
+/// and nobody touched since). Every snapshot keeps its place, even with no
+/// entries left, because a later snapshot that lacks a path ends the earlier
+/// snapshot's value of it.
+#[derive(Debug, Default)]
+struct SnapshotOverlay {
+    /// Per snapshot in `ts_ms` order (stably): its instant and where its
+    /// entries start in `entries`.
+    marks: Vec<(i64, u32)>,
+    /// (parameter slot, value), grouped by snapshot, by slot within one.
+    entries: Vec<(u32, f64)>,
+}
+
+impl SnapshotOverlay {
+    /// Index into `marks` of the last snapshot with `ts_ms <= t`.
+    fn last_at_or_before(&self, t: i64) -> Option<usize> {
+        self.marks.partition_point(|m| m.0 <= t).checked_sub(1)
+    }
+
+    /// The entries of snapshot `k`.
+    fn entries(&self, k: usize) -> &[(u32, f64)] {
+        let start = self.marks[k].1 as usize;
+        let end = self
+            .marks
+            .get(k + 1)
+            .map_or(self.entries.len(), |m| m.1 as usize);
+        &self.entries[start..end]
+    }
+
+    /// Snapshot `k`'s value of a slot, if it holds one that counts.
+    fn value(&self, k: usize, slot: u32) -> Option<f64> {
+        let e = self.entries(k);
+        e.binary_search_by_key(&slot, |x| x.0).ok().map(|i| e[i].1)
+    }
+}
+
+/// A value a snapshot gives a path that no event has set yet: from `ts_ms`
+/// on, the path's state is `value` (see [`Session::snapshot_changes`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SnapshotChange {
+    /// The snapshot's instant.
+    pub ts_ms: i64,
+    /// The parameter path.
+    pub name: NameId,
+    /// Its value from then on.
+    pub value: f64,
 }
 
 const MIN_CHECKPOINT_EVERY: usize = 256;
@@ -248,10 +304,7 @@ fn parse_part(
                     break Stop::Failed(e);
                 }
             }
-            RecordRef::Snapshot { ts_ms, .. } => b.snapshots.push(SnapshotMark {
-                ts_ms,
-                offset: rec.offset,
-            }),
+            RecordRef::Snapshot { ts_ms, state } => b.snapshot(ts_ms, rec.offset, state),
             RecordRef::Unknown => {}
         }
         n = n.wrapping_add(1);
@@ -580,19 +633,23 @@ impl Session {
             + self.param_slot.capacity() * 4
             + self.param_names.capacity() * 4
             + self.snapshots.capacity() * size_of::<SnapshotMark>()
+            + self.overlay.marks.capacity() * size_of::<(i64, u32)>()
+            + self.overlay.entries.capacity() * size_of::<(u32, f64)>()
             + names
             + lanes
             + cps
     }
 
-    /// The exact parameter state at `t`: every `noise.params` event with
-    /// `ts_ms <= t`, applied in `ts_ms` order (stable), starting from the
-    /// nearest checkpoint at or before `t`. Returns (path id, value) pairs
-    /// in sorted path order.
+    /// The exact parameter state at `t` (docs/formats.md, section 3): the last file
+    /// snapshot with `ts_ms <= t`, overlaid by every `noise.params` event with
+    /// `ts_ms <= t` applied in `ts_ms` order (stably). Events win; a path that
+    /// only a snapshot holds keeps the snapshot's value. Returns (path id,
+    /// value) pairs in sorted path order.
     ///
-    /// This equals FORMATS.md's snapshot rule whenever producers' clocks
-    /// agree, and stays exact when they are skewed: a file snapshot is taken
-    /// in arrival order and may hold a value whose `ts_ms` lies after it.
+    /// The events' part starts from the nearest checkpoint at or before `t`,
+    /// so it stays exact when producers' clocks are skewed (a file snapshot
+    /// is taken in arrival order and may hold a value whose `ts_ms` lies
+    /// after it; such a value is an event's and the event decides).
     pub fn state_at(&self, t: i64) -> Vec<(NameId, f64)> {
         let values = self.state_values_at(t);
         values
@@ -613,11 +670,27 @@ impl Session {
             let e = &self.events[i as usize];
             values[self.param_slot[e.name as usize] as usize] = Some(e.value);
         }
+        if let Some(k) = self.overlay.last_at_or_before(t) {
+            for &(slot, v) in self.overlay.entries(k) {
+                values[slot as usize].get_or_insert(v);
+            }
+        }
         values
     }
 
-    /// The value of one parameter at `t`, if it has been set by then.
+    /// The value of one parameter at `t` by the same rule, if it has one by then.
     pub fn value_at(&self, name: NameId, t: i64) -> Option<f64> {
+        if let Some(e) = self.setter_at(name, t) {
+            return Some(e.value);
+        }
+        let slot = *self.param_slot.get(name as usize)?;
+        let k = self.overlay.last_at_or_before(t)?;
+        self.overlay.value(k, slot)
+    }
+
+    /// The last `noise.params` event of `name` with `ts_ms <= t`: the one
+    /// whose value the path holds at `t`, when an event set it.
+    pub fn setter_at(&self, name: NameId, t: i64) -> Option<&EventEntry> {
         // a name may also be an event type or a mod path: only parameter events count
         if *self.param_slot.get(name as usize)? == u32::MAX {
             return None;
@@ -629,7 +702,28 @@ impl Session {
             .rev()
             .map(|&i| &self.events[i as usize])
             .find(|e| self.topic_of(e) == Some(Topic::Params))
-            .map(|e| e.value)
+    }
+
+    /// Where the state changes because of a snapshot rather than an event: a
+    /// path no event has set yet takes a snapshot's value, or a new one from
+    /// a later snapshot. In `ts_ms` order. A player sends these like events
+    /// so that what it sent always equals [`Session::state_at`].
+    pub fn snapshot_changes(&self) -> Vec<SnapshotChange> {
+        let o = &self.overlay;
+        let mut out = Vec::new();
+        for k in 0..o.marks.len() {
+            for &(slot, value) in o.entries(k) {
+                let before = k.checked_sub(1).and_then(|p| o.value(p, slot));
+                if before.map(f64::to_bits) != Some(value.to_bits()) {
+                    out.push(SnapshotChange {
+                        ts_ms: o.marks[k].0,
+                        name: self.param_names[slot as usize],
+                        value,
+                    });
+                }
+            }
+        }
+        out
     }
 
     /// Reads an event's record back from the file and decodes its envelope
@@ -705,6 +799,10 @@ struct Builder {
     session_ids: Vec<Box<str>>,
     last_session: Vec<u8>,
     snapshots: Vec<SnapshotMark>,
+    /// Per snapshot (parallel to `snapshots`): where its entries start in `snapshot_entries`.
+    snapshot_starts: Vec<u32>,
+    /// Every snapshot's (name, value) entries, as stored.
+    snapshot_entries: Vec<(NameId, f64)>,
     by_topic: Vec<u64>,
 }
 
@@ -726,8 +824,26 @@ impl Builder {
             session_ids: Vec::new(),
             last_session: Vec::new(),
             snapshots: Vec::new(),
+            snapshot_starts: Vec::new(),
+            snapshot_entries: Vec::new(),
             by_topic: vec![0; Topic::ALL.len()],
         }
+    }
+
+    /// A snapshot record: its place, and its entries with interned paths. An
+    /// entry that is not a (string, number) pair ends the snapshot's entries
+    /// there; the ones before it count.
+    fn snapshot(&mut self, ts_ms: i64, offset: u64, state: &[u8]) {
+        self.snapshots.push(SnapshotMark { ts_ms, offset });
+        self.snapshot_starts
+            .push(self.snapshot_entries.len() as u32);
+        let (names, entries) = (&mut self.names, &mut self.snapshot_entries);
+        let _ = snapshot_entries(state, |path, value| {
+            let id = names.intern(path);
+            if id != NO_NAME {
+                entries.push((id, value));
+            }
+        });
     }
 
     fn too_many(&self, what: &'static str, limit: u64) -> LoadError {
@@ -836,6 +952,14 @@ impl Builder {
             }
         }
         self.snapshots.extend_from_slice(&next.snapshots);
+        let base = self.snapshot_entries.len() as u32;
+        self.snapshot_starts
+            .extend(next.snapshot_starts.iter().map(|&s| s + base));
+        self.snapshot_entries.extend(
+            next.snapshot_entries
+                .iter()
+                .map(|&(name, v)| (names[name as usize], v)),
+        );
 
         let mut events = next.events;
         let same = |map: &[u32]| map.iter().enumerate().all(|(i, &g)| i as u32 == g);
@@ -861,6 +985,8 @@ impl Builder {
             producers,
             session_ids,
             snapshots,
+            snapshot_starts,
+            snapshot_entries,
             by_topic,
             ..
         } = self;
@@ -879,6 +1005,10 @@ impl Builder {
                     n_params += 1;
                 }
             }
+        }
+        // a path a snapshot holds is a parameter even when no event sets it
+        for &(name, _) in &snapshot_entries {
+            is_param[name as usize] = true;
         }
         let mut lanes: Vec<Vec<u32>> = counts
             .iter()
@@ -923,6 +1053,15 @@ impl Builder {
                 values: current.into_boxed_slice(),
             });
         }
+        let overlay = snapshot_overlay(
+            &snapshots,
+            &snapshot_starts,
+            &snapshot_entries,
+            &events,
+            &params,
+            &param_slot,
+            param_names.len(),
+        );
 
         Session {
             path,
@@ -939,9 +1078,57 @@ impl Builder {
             checkpoints,
             checkpoint_every,
             snapshots,
+            overlay,
             by_topic,
             report,
             file_bytes,
         }
     }
+}
+
+/// Keeps, per snapshot in `ts_ms` order, the entries of paths that no event
+/// has set by the snapshot's instant (the only ones [`Session::state_at`]
+/// can need), by slot; a path listed twice keeps its last value.
+fn snapshot_overlay(
+    marks: &[SnapshotMark],
+    starts: &[u32],
+    entries: &[(NameId, f64)],
+    events: &[EventEntry],
+    params: &[u32],
+    param_slot: &[u32],
+    slots: usize,
+) -> SnapshotOverlay {
+    let mut first_set = vec![i64::MAX; slots];
+    for &i in params.iter().rev() {
+        let e = &events[i as usize];
+        first_set[param_slot[e.name as usize] as usize] = e.ts_ms;
+    }
+    let mut order: Vec<usize> = (0..marks.len()).collect();
+    order.sort_by_key(|&k| marks[k].ts_ms); // stable: ties keep file order
+    let mut overlay = SnapshotOverlay::default();
+    for k in order {
+        let ts = marks[k].ts_ms;
+        let end = starts.get(k + 1).map_or(entries.len(), |&e| e as usize);
+        let from = overlay.entries.len();
+        overlay.marks.push((ts, from as u32));
+        for &(name, v) in &entries[starts[k] as usize..end] {
+            let slot = param_slot[name as usize];
+            if first_set[slot as usize] > ts {
+                overlay.entries.push((slot, v));
+            }
+        }
+        let own = &mut overlay.entries[from..];
+        own.sort_by_key(|x| x.0); // stable: of a doubled path, the last stays last
+        let mut kept: Vec<(u32, f64)> = Vec::with_capacity(own.len());
+        for &x in own.iter() {
+            match kept.last_mut() {
+                Some(last) if last.0 == x.0 => *last = x,
+                _ => kept.push(x),
+            }
+        }
+        overlay.entries.truncate(from);
+        overlay.entries.extend(kept);
+    }
+    overlay.entries.shrink_to_fit();
+    overlay
 }

@@ -1,4 +1,4 @@
-//! Streaming reader for session files (FORMATS.md section 3).
+//! Streaming reader for session files (docs/formats.md section 3).
 //!
 //! The reader pulls the file in large chunks and parses records in place:
 //! no value trees, no per-record allocation. It yields each record with its
@@ -115,7 +115,7 @@ pub struct EventFields<'a> {
 }
 
 impl<'a> EventFields<'a> {
-    /// Parses an envelope map at the cursor, requiring what FORMATS.md requires
+    /// Parses an envelope map at the cursor, requiring what docs/formats.md requires
     /// for `topic` (`None`: a topic outside the five, only common fields).
     pub fn parse(topic: Option<Topic>, c: &mut Cursor<'a>) -> Result<Self, FieldError> {
         let at = c.abs_pos();

@@ -1,33 +1,32 @@
-//! Session writer (FORMATS.md section 3, writing rules).
+//! Session writer (docs/formats.md section 3, writing rules).
 //!
 //! [`SessionWriter`] appends event records, keeps the current state and
 //! appends a snapshot after any event more than the snapshot interval past
-//! the last snapshot. It buffers in memory; [`SessionWriter::flush_if_due`]
-//! writes the buffer out at least every [`FLUSH_INTERVAL`], and
-//! [`SessionWriter::finish`] flushes and fsyncs. [`WriterThread`] runs one on
-//! its own thread, fed by a channel, so a recorder never waits on the disk.
+//! the last snapshot. It buffers in memory; every append, and
+//! [`SessionWriter::flush_if_due`] between appends, writes the buffer out
+//! once it is [`FLUSH_INTERVAL`] old, and [`SessionWriter::finish`] flushes
+//! and fsyncs. The recorder owns one on its own thread.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use hashbrown::HashMap;
 
 use crate::envelope::{Envelope, Topic};
 use crate::msgpack::{write as w, Cursor};
 use crate::session::reader::{EventFields, FieldError};
 
-/// The snapshot interval of FORMATS.md: a snapshot follows any event more
+/// The snapshot interval of docs/formats.md: a snapshot follows any event more
 /// than this many milliseconds past the last one.
 pub const SNAPSHOT_INTERVAL_MS: i64 = 5_000;
 
-/// Buffered records reach the file at least this often.
-pub const FLUSH_INTERVAL: Duration = Duration::from_millis(100);
+/// Buffered records reach the file at least this often, as long as the
+/// owner appends or calls [`SessionWriter::flush_if_due`] (the recorder
+/// does so at least every 20 ms), so a killed recorder loses less than
+/// this plus the receive latency.
+pub const FLUSH_INTERVAL: Duration = Duration::from_millis(50);
 
 /// Why a record was not written.
 #[derive(Debug, thiserror::Error)]
@@ -44,9 +43,6 @@ pub enum WriteError {
         #[source]
         source: io::Error,
     },
-    /// The writer thread is gone (it failed earlier; its error was reported then).
-    #[error("the session writer has stopped")]
-    Stopped,
 }
 
 /// Counts of what a writer has written.
@@ -137,7 +133,7 @@ impl<W: Write> SessionWriter<W> {
         }
     }
 
-    /// Changes the snapshot interval (FORMATS.md fixes 5,000 ms; other values are for experiments).
+    /// Changes the snapshot interval (docs/formats.md fixes 5,000 ms; other values are for experiments).
     pub fn with_snapshot_interval(mut self, ms: i64) -> Self {
         self.snapshot_interval_ms = ms.max(1);
         self
@@ -235,7 +231,7 @@ impl<W: Write> SessionWriter<W> {
         self.flush_if_due(Instant::now())
     }
 
-    /// Encodes and appends an envelope (keyed as FORMATS.md section 1 says).
+    /// Encodes and appends an envelope (keyed as docs/formats.md section 1 says).
     pub fn append_envelope(&mut self, env: &Envelope) -> Result<(), WriteError> {
         let data = env.encode();
         self.append_event(env.topic().name(), Some(env.kafka_key()), &data)
@@ -280,166 +276,5 @@ impl<W: Write> SessionWriter<W> {
             path: self.path.clone(),
             source,
         })
-    }
-}
-
-/// Commands for a [`WriterThread`].
-enum WriterCommand {
-    Event {
-        topic: Arc<str>,
-        key: Option<Box<str>>,
-        data: Vec<u8>,
-    },
-    Flush(Sender<Result<(), String>>),
-}
-
-/// Counters a [`WriterThread`] keeps up to date, readable from any thread.
-#[derive(Debug, Default)]
-pub struct WriterCounters {
-    /// Event records appended.
-    pub events: AtomicU64,
-    /// Snapshot records appended.
-    pub snapshots: AtomicU64,
-    /// Bytes appended.
-    pub bytes: AtomicU64,
-    /// Payloads refused as invalid envelopes.
-    pub invalid: AtomicU64,
-}
-
-/// A [`SessionWriter`] on its own named thread. Dropping it, or calling
-/// [`WriterThread::finish`], writes everything queued, fsyncs and joins.
-pub struct WriterThread {
-    tx: Option<Sender<WriterCommand>>,
-    handle: Option<JoinHandle<Result<WriterStats, WriteError>>>,
-    counters: Arc<WriterCounters>,
-    path: PathBuf,
-}
-
-impl WriterThread {
-    /// Creates the file and starts the thread.
-    pub fn create(path: &Path) -> Result<Self, WriteError> {
-        let writer = SessionWriter::create(path)?;
-        let (tx, rx) = crossbeam_channel::unbounded();
-        let counters = Arc::new(WriterCounters::default());
-        let c = counters.clone();
-        let handle = std::thread::Builder::new()
-            .name("session-writer".into())
-            .spawn(move || run_writer(writer, rx, c))
-            .map_err(|source| WriteError::Io {
-                path: path.to_owned(),
-                source,
-            })?;
-        Ok(WriterThread {
-            tx: Some(tx),
-            handle: Some(handle),
-            counters,
-            path: path.to_owned(),
-        })
-    }
-
-    /// The file being written.
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
-    /// Live counters.
-    pub fn counters(&self) -> &Arc<WriterCounters> {
-        &self.counters
-    }
-
-    /// Queues an event record; never waits for the disk.
-    pub fn append_event(
-        &self,
-        topic: Arc<str>,
-        key: Option<Box<str>>,
-        data: Vec<u8>,
-    ) -> Result<(), WriteError> {
-        self.tx
-            .as_ref()
-            .ok_or(WriteError::Stopped)?
-            .send(WriterCommand::Event { topic, key, data })
-            .map_err(|_| WriteError::Stopped)
-    }
-
-    /// Writes everything queued so far to the file and waits until it is there.
-    pub fn flush(&self) -> Result<(), WriteError> {
-        let (ack_tx, ack_rx) = crossbeam_channel::bounded(1);
-        self.tx
-            .as_ref()
-            .ok_or(WriteError::Stopped)?
-            .send(WriterCommand::Flush(ack_tx))
-            .map_err(|_| WriteError::Stopped)?;
-        match ack_rx.recv() {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(msg)) => Err(WriteError::Io {
-                path: self.path.clone(),
-                source: io::Error::other(msg),
-            }),
-            Err(_) => Err(WriteError::Stopped),
-        }
-    }
-
-    /// Writes everything queued, fsyncs, and stops the thread.
-    pub fn finish(mut self) -> Result<WriterStats, WriteError> {
-        self.stop()
-    }
-
-    fn stop(&mut self) -> Result<WriterStats, WriteError> {
-        drop(self.tx.take());
-        match self.handle.take() {
-            Some(h) => h.join().unwrap_or(Err(WriteError::Stopped)),
-            None => Err(WriteError::Stopped),
-        }
-    }
-}
-
-impl Drop for WriterThread {
-    fn drop(&mut self) {
-        if self.handle.is_some() {
-            if let Err(e) = self.stop() {
-                log::error!("finishing {}: {e}", self.path.display());
-            }
-        }
-    }
-}
-
-fn run_writer(
-    mut writer: SessionWriter,
-    rx: Receiver<WriterCommand>,
-    counters: Arc<WriterCounters>,
-) -> Result<WriterStats, WriteError> {
-    let publish = |w: &SessionWriter| {
-        let s = w.stats();
-        counters.events.store(s.events, Ordering::Relaxed);
-        counters.snapshots.store(s.snapshots, Ordering::Relaxed);
-        counters.bytes.store(s.bytes, Ordering::Relaxed);
-    };
-    loop {
-        match rx.recv_timeout(FLUSH_INTERVAL) {
-            Ok(WriterCommand::Event { topic, key, data }) => {
-                match writer.append_event(&topic, key.as_deref(), &data) {
-                    Ok(()) => {}
-                    Err(WriteError::InvalidEnvelope(reason)) => {
-                        counters.invalid.fetch_add(1, Ordering::Relaxed);
-                        log::warn!("not recorded, invalid envelope on {topic}: {reason}");
-                    }
-                    Err(e) => return Err(e),
-                }
-                publish(&writer);
-            }
-            Ok(WriterCommand::Flush(ack)) => {
-                let r = writer.flush().map_err(|e| e.to_string());
-                let failed = r.is_err();
-                let _ = ack.send(r);
-                if failed {
-                    return writer.flush().map(|_| writer.stats());
-                }
-            }
-            Err(RecvTimeoutError::Timeout) => writer.flush_if_due(Instant::now())?,
-            Err(RecvTimeoutError::Disconnected) => {
-                let stats = writer.finish()?;
-                return Ok(stats);
-            }
-        }
     }
 }

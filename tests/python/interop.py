@@ -4,7 +4,7 @@
 Used by tests/python_client.rs, which starts `integr8tor broker` in another
 process and publishes a few envelopes from Rust first. This script:
 
-1. produces COUNT valid noise.params envelopes (FORMATS.md section 2) as
+1. produces COUNT valid noise.params envelopes (docs/formats.md section 2) as
    producer `python.interop`, keyed by path, with an idempotent producer;
 2. consumes noise.params from the beginning in a fresh group until it has
    read back all of its own messages and EXPECT messages of producer
