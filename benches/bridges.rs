@@ -246,6 +246,8 @@ fn osc(rate: u64, n: u64) -> Row {
                 let i = match m.args.first() {
                     Some(rosc::OscType::Int(i)) => *i as u64,
                     Some(rosc::OscType::Long(i)) => *i as u64,
+                    // the warm-up's u64::MAX goes out as a float
+                    Some(rosc::OscType::Float(_)) => u64::MAX,
                     _ => continue,
                 };
                 if i >= n {
