@@ -299,7 +299,7 @@ pub fn bridges_ui(ui: &mut egui::Ui, draft: &mut BridgeSettings, status: &Bridge
     if let Some(osc) = &status.osc {
         for t in &osc.targets {
             let trouble = t.refused + t.dropped + t.errors;
-            let line = format!("OSC → {}: {} packets sent", t.target, t.packets);
+            let line = format!("OSC to {}: {} packets sent", t.target, t.packets);
             if trouble > 0 {
                 ui.colored_label(
                     error,
