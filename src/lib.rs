@@ -8,6 +8,7 @@
 
 #[cfg(feature = "gui")]
 pub mod app;
+pub mod bridge;
 pub mod clock;
 pub mod engine;
 pub mod envelope;

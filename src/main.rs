@@ -50,6 +50,9 @@ enum Command {
     Topics(cli::bus::TopicsArgs),
     /// Run the embedded Kafka-protocol broker until Ctrl-C.
     Broker(cli::bus::BrokerArgs),
+    // -- bridges (src/cli/bridge.rs) --
+    /// Bridge the bus to OSC targets or WebSocket clients (and the monitor page).
+    Bridge(cli::bridge::BridgeArgs),
 }
 
 fn main() -> ExitCode {
@@ -67,6 +70,7 @@ fn main() -> ExitCode {
         // -- bus commands dispatch --
         Some(Command::Topics(a)) => cli::bus::topics(a),
         Some(Command::Broker(a)) => cli::bus::broker(a),
+        Some(Command::Bridge(a)) => cli::bridge::bridge(a),
         #[cfg(feature = "gui")]
         Some(Command::Gui(a)) => cli::gui::gui(a),
         #[cfg(feature = "gui")]

@@ -1011,3 +1011,74 @@ fn at_800_by_500_every_control_is_reachable() {
     h.run_steps(3);
     assert_eq!(h.get_by_label("Play").rect(), play_before);
 }
+
+/// The app's own producer (touches, and the player's republishing) stamps a
+/// version-4 UUID session id, like `play` and `demo` (docs/formats.md section 2).
+#[test]
+fn a_touch_from_the_app_goes_out_as_user_with_a_version_4_uuid_session() {
+    use integr8tor::app::control::{Control, ControlConfig};
+    use integr8tor::app::workers::BusSettings;
+    use integr8tor::kafka::{
+        Connection, EmbeddedBroker, StartFrom, Subscriber, SubscriberConfig, SubscriberEvent,
+    };
+    use integr8tor::{ActorKind, Topic};
+
+    let broker = EmbeddedBroker::start(None).unwrap();
+    let (inbox, outbox_rx) = crossbeam_channel::unbounded();
+    let outbox = Outbox::new(inbox, workers::no_waker());
+    let control = Control::start(
+        outbox,
+        ControlConfig {
+            pin_ms: 3000,
+            connect: Some(BusSettings {
+                brokers: Some(broker.bootstrap().to_owned()),
+                options: Vec::new(),
+                group_id: "integr8tor-uuid-test".to_owned(),
+                start: StartFrom::Latest,
+            }),
+            demo: false,
+        },
+    )
+    .unwrap();
+    let sub = Subscriber::start(
+        &Connection::to_embedded(&broker),
+        SubscriberConfig::new("uuid-test-reader", &[Topic::Params]).start_from(StartFrom::Earliest),
+    )
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut touches = 0;
+    let found = loop {
+        assert!(
+            Instant::now() < deadline,
+            "the app's touch never reached noise.params"
+        );
+        // touch until the app's publisher is up (it connects in the background)
+        touches += 1;
+        control
+            .sender()
+            .send(Command::Touch {
+                path: "gen.1.cutoff".to_owned(),
+                value: 0.25,
+                held: false,
+            })
+            .unwrap();
+        while outbox_rx.try_recv().is_ok() {}
+        if let Ok(SubscriberEvent::Messages(batch)) =
+            sub.events().recv_timeout(Duration::from_millis(300))
+        {
+            if let Some(m) = batch.into_iter().find(|m| m.actor == ActorKind::User) {
+                break m.envelope();
+            }
+        }
+    };
+    assert!(touches >= 1);
+    assert!(
+        found.producer_id.starts_with("integr8tor.app."),
+        "{}",
+        found.producer_id
+    );
+    let id = uuid::Uuid::parse_str(&found.session_id)
+        .unwrap_or_else(|e| panic!("{:?} is not a UUID: {e}", found.session_id));
+    assert_eq!(id.get_version_num(), 4, "{id}");
+    drop(control);
+}

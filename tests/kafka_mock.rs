@@ -773,3 +773,32 @@ fn batches_stay_under_their_byte_budget_and_lose_nothing() {
     // one backlog of about 33 KB, so without the budget a few batches would do
     assert!(batches >= 30, "{batches} batches");
 }
+
+#[test]
+fn a_caught_up_latest_subscriber_gets_every_new_producers_first_batch() {
+    let (_broker, conn) = broker();
+    let sub = subscriber(
+        &conn,
+        &[Topic::Params],
+        &unique_group("first-batch"),
+        StartFrom::Latest,
+    );
+    let mut got = Collected::default();
+    wait_connected(&sub, &mut got, Duration::from_secs(20));
+    // each round a producer that has never published sends one burst over
+    // every partition; the subscriber is idle at the end of each partition
+    for round in 0..4 {
+        let before = got.messages.len();
+        let p = bulk_publisher(&conn, &format!("test.first.{round}"), &format!("s-{round}"));
+        for i in 0..63 {
+            p.publish(Draft::param(
+                Actor::User,
+                format!("gen.{}.cutoff", i % 9),
+                f64::from(i) / 63.0,
+            ));
+        }
+        p.flush(Duration::from_secs(10)).unwrap();
+        collect_messages(&sub, &mut got, before + 63, Duration::from_secs(30));
+        assert_eq!(got.messages.len(), before + 63, "round {round}");
+    }
+}

@@ -60,7 +60,7 @@ fn play_to_end(replay: &ReplayService) -> integr8tor::engine::PlayerStatus {
     while let Ok(PlayerEvent::Status(s)) = replay.events().try_recv() {
         last = Some(s);
     }
-    last.expect("the player reports its status")
+    *last.expect("the player reports its status")
 }
 
 #[test]

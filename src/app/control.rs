@@ -129,6 +129,7 @@ struct Ctl {
     known: hashbrown::HashMap<String, f64>,
     /// Says when the live link is lost and when it is back.
     outage: Option<crate::kafka::Outage>,
+    bridges: super::bridges::Bridges,
     /// Whether the performer was told that real-time scheduling was refused.
     realtime_said: bool,
 }
@@ -157,6 +158,7 @@ impl Ctl {
             last_notice: Vec::new(),
             known: hashbrown::HashMap::new(),
             outage: None,
+            bridges: super::bridges::Bridges::default(),
             realtime_said: false,
         }
     }
@@ -269,6 +271,7 @@ impl Ctl {
     }
 
     fn tick(&mut self) {
+        self.send(WorkerMsg::Bridges(self.bridges.status()));
         let Some(bus) = &self.bus else { return };
         let mut c = BusCounters::default();
         if let Some(s) = &bus.subscriber {
@@ -320,6 +323,11 @@ impl Ctl {
                     )));
                 }
             }
+            Command::Bridges(settings) => {
+                let connection = self.bus.as_ref().map(|b| b.endpoint.connection().clone());
+                self.bridges.apply(settings, connection.as_ref());
+                self.send(WorkerMsg::Bridges(self.bridges.status()));
+            }
             Command::Shutdown => {} // handled in run
         }
     }
@@ -328,6 +336,7 @@ impl Ctl {
         if self.recorder.is_some() {
             self.stop_recording();
         }
+        self.bridges.stop();
         if let Some(mut bus) = self.bus.take() {
             if let Some(d) = bus.demo.take() {
                 d.stop();
@@ -410,6 +419,7 @@ impl Ctl {
             demo: bus.demo.is_some(),
         });
         self.bus = Some(bus);
+        self.bridges.reconnect(Some(&connection));
         if had_player {
             self.restart_player();
         }
@@ -769,6 +779,7 @@ impl Ctl {
     fn player_event(&mut self, ev: PlayerEvent) {
         match ev {
             PlayerEvent::Status(s) => {
+                let s = *s;
                 if !self.realtime_said {
                     self.realtime_said = true;
                     if let engine::Realtime::Refused(_) = s.realtime {

@@ -7,6 +7,7 @@
 //! [`Model`], draws the panels from it and sends [`Command`]s back. The window
 //! itself never touches Kafka or a file.
 
+pub mod bridges;
 pub mod control;
 pub mod export;
 pub mod history;
@@ -241,6 +242,8 @@ impl IntegratorApp {
         app.control = control;
         app.pending
             .push(Command::ScanSessions(app.settings.sessions_dir.clone()));
+        app.pending
+            .push(Command::Bridges(app.settings.bridges.clone()));
         if let Some(path) = open {
             app.open(path, false);
         }
@@ -549,6 +552,7 @@ impl IntegratorApp {
                     &mut self.ui.settings_draft,
                     &mut self.settings,
                     &self.model.bus,
+                    &self.model.bridges,
                     &self.outbox,
                     &mut self.pending,
                 ),

@@ -219,6 +219,8 @@ pub struct Model {
     pub notices: VecDeque<Notice>,
     /// The app was asked to terminate (SIGTERM).
     pub terminate: bool,
+    /// The OSC and WebSocket bridges.
+    pub bridges: super::bridges::BridgeStatus,
 }
 
 impl Model {
@@ -284,6 +286,7 @@ impl Model {
                 self.bus.counters_at = Some(now);
             }
             WorkerMsg::Notice(text) => self.notice(text, now),
+            WorkerMsg::Bridges(status) => self.bridges = status,
             WorkerMsg::RecordingStarted(path) => {
                 self.recorder = RecorderView::Recording {
                     path,

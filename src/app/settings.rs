@@ -40,6 +40,8 @@ pub struct Settings {
     pub recent_files: Vec<PathBuf>,
     /// Memory for the live history (values, mod buses, events), in MB.
     pub history_mb: u32,
+    /// OSC and WebSocket bridges.
+    pub bridges: super::bridges::BridgeSettings,
 }
 
 impl Default for Settings {
@@ -54,6 +56,7 @@ impl Default for Settings {
             snapshot_interval_ms: crate::session::SNAPSHOT_INTERVAL_MS,
             recent_files: Vec::new(),
             history_mb: crate::app::history::DEFAULT_BUDGET_MB,
+            bridges: super::bridges::BridgeSettings::default(),
         }
     }
 }
@@ -116,6 +119,7 @@ pub fn settings_ui(
     draft: &mut Settings,
     saved: &mut Settings,
     bus: &BusView,
+    bridges: &super::bridges::BridgeStatus,
     outbox: &Outbox,
     commands: &mut Vec<Command>,
 ) {
@@ -123,7 +127,7 @@ pub fn settings_ui(
         .id_salt("settings-scroll")
         .auto_shrink([false, false])
         .show(ui, |ui| {
-            settings_body(ui, draft, saved, bus, outbox, commands)
+            settings_body(ui, draft, saved, bus, bridges, outbox, commands)
         });
 }
 
@@ -132,6 +136,7 @@ fn settings_body(
     draft: &mut Settings,
     saved: &mut Settings,
     bus: &BusView,
+    bridges: &super::bridges::BridgeStatus,
     outbox: &Outbox,
     commands: &mut Vec<Command>,
 ) {
@@ -259,6 +264,9 @@ fn settings_body(
             ui.end_row();
         });
 
+    ui.add_space(8.0);
+    super::bridges::bridges_ui(ui, &mut draft.bridges, bridges);
+
     ui.add_space(12.0);
     let dirty = draft != saved;
     ui.horizontal(|ui| {
@@ -274,6 +282,9 @@ fn settings_body(
             }
             if draft.sessions_dir != saved.sessions_dir {
                 commands.push(Command::ScanSessions(draft.sessions_dir.clone()));
+            }
+            if draft.bridges != saved.bridges {
+                commands.push(Command::Bridges(draft.bridges.clone()));
             }
             // the recent list lives in the saved copy only
             let recent = std::mem::take(&mut saved.recent_files);

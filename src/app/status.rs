@@ -36,11 +36,11 @@ pub fn status_ui(ui: &mut egui::Ui, model: &Model, now: f64) {
         ui.label(RichText::new(dot).monospace().color(color));
         let hover = if bus.embedded {
             format!(
-                "Where the live view, recorder and replay connect (Settings → Brokers). The embedded broker {}.",
+                "Where the live view, recorder and replay connect (Settings, Brokers). The embedded broker {}.",
                 crate::kafka::broker::retention_in_words()
             )
         } else {
-            "Where the live view, recorder and replay connect (Settings → Brokers)".to_owned()
+            "Where the live view, recorder and replay connect (Settings, Brokers)".to_owned()
         };
         ui.label(RichText::new(where_).strong()).on_hover_text(hover);
         if bus.embedded {

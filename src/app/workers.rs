@@ -102,6 +102,8 @@ pub enum Command {
     SetPinMs(i64),
     /// List the session files of a folder (in the background).
     ScanSessions(PathBuf),
+    /// Start, change or stop the OSC and WebSocket bridges.
+    Bridges(super::bridges::BridgeSettings),
     /// Stop everything cleanly (finalize a recording) and end the thread.
     Shutdown,
 }
@@ -433,6 +435,8 @@ pub enum WorkerMsg {
     DialogUnavailable(String),
     /// SIGTERM or SIGINT: close the window (finalizing any recording).
     Terminate,
+    /// The bridges' counters and errors.
+    Bridges(super::bridges::BridgeStatus),
 }
 
 /// Sends to the window and wakes it. Cheap to clone.

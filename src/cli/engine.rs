@@ -82,14 +82,14 @@ pub struct DemoArgs {
     duration: Option<f64>,
 }
 
-fn open_bus(connect: &ConnectArgs) -> anyhow::Result<Endpoint> {
+pub(crate) fn open_bus(connect: &ConnectArgs) -> anyhow::Result<Endpoint> {
     let (endpoint, route) = engine::connect(connect.brokers.as_deref(), connect.options.clone())?;
     eprintln!("{}", route.describe(endpoint.connection().brokers()));
     Ok(endpoint)
 }
 
 /// Set by SIGINT or SIGTERM.
-fn stop_flag() -> anyhow::Result<Arc<AtomicBool>> {
+pub(crate) fn stop_flag() -> anyhow::Result<Arc<AtomicBool>> {
     let flag = Arc::new(AtomicBool::new(false));
     for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(signal, Arc::clone(&flag))
@@ -108,20 +108,20 @@ fn seconds(s: Option<f64>, what: &str) -> anyhow::Result<Option<Duration>> {
 
 /// A progress line on stderr: rewritten in place on a terminal, one line per
 /// report otherwise (so logs stay readable).
-struct Progress {
+pub(crate) struct Progress {
     tty: bool,
     last: Instant,
 }
 
 impl Progress {
-    fn new() -> Progress {
+    pub(crate) fn new() -> Progress {
         Progress {
             tty: std::io::stderr().is_terminal(),
             last: Instant::now() - Duration::from_secs(10),
         }
     }
 
-    fn due(&self) -> bool {
+    pub(crate) fn due(&self) -> bool {
         self.last.elapsed()
             >= if self.tty {
                 Duration::from_millis(200)
@@ -130,7 +130,7 @@ impl Progress {
             }
     }
 
-    fn show(&mut self, line: &str) {
+    pub(crate) fn show(&mut self, line: &str) {
         let mut err = std::io::stderr().lock();
         if self.tty {
             let _ = write!(err, "\r\x1b[2K{line}");
@@ -148,7 +148,7 @@ impl Progress {
         }
     }
 
-    fn done(&self) {
+    pub(crate) fn done(&self) {
         if self.tty {
             eprintln!();
         }

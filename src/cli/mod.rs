@@ -1,6 +1,7 @@
 //! Command implementations. Each returns an [`Outcome`] or an error; `main`
 //! turns those into exit codes.
 
+pub mod bridge;
 pub mod bus;
 pub mod engine;
 pub mod export;

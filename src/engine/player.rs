@@ -318,7 +318,7 @@ pub struct PlayerStatus {
 #[derive(Debug, Clone, PartialEq)]
 pub enum PlayerEvent {
     /// The current status: after every command, and on a bounded cadence while playing.
-    Status(PlayerStatus),
+    Status(Box<PlayerStatus>),
     /// The end was reached (not looping).
     Finished,
 }
@@ -1213,7 +1213,7 @@ fn run(
         let finished = core.take_finished();
         let active = core.state() == PlayState::Playing || core.has_timers();
         if report || finished || (active && now >= next_status) {
-            let _ = events.try_send(PlayerEvent::Status(core.status(now)));
+            let _ = events.try_send(PlayerEvent::Status(Box::new(core.status(now))));
             next_status = now + status_every;
             report = false;
         }
