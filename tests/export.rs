@@ -605,3 +605,108 @@ fn without_a_terminal_progress_is_plain_lines() {
         "no bar: {err:?}"
     );
 }
+
+/// A session long enough that exporting or importing it takes a while,
+/// written by the golden files' generator.
+fn long_session(dir: &Path) -> PathBuf {
+    let file = dir.join("long.msgpack");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/make_golden.py");
+    let status = Command::new("python3")
+        .arg(script)
+        .args(["--seconds", "1200", s(&file)])
+        .status()
+        .expect("running python3");
+    assert!(status.success(), "make_golden.py failed");
+    file
+}
+
+/// Runs `integr8tor ARGS`, sends it SIGINT once its temporary output file
+/// (`.NAME.*.part`) exists beside `out`, and returns how it ended.
+fn interrupted(args: &[&str], out: &Path) -> std::process::Output {
+    use std::process::Stdio;
+    let dir = out.parent().unwrap();
+    let prefix = format!(".{}.", out.file_name().unwrap().to_string_lossy());
+    let mut child = Command::new(env!("CARGO_BIN_EXE_integr8tor"))
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("running integr8tor");
+    // the signal handlers are installed before the temporary file is made
+    loop {
+        let staged = listing(dir)
+            .iter()
+            .any(|n| n.starts_with(&prefix) && n.ends_with(".part"));
+        if staged {
+            break;
+        }
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("{args:?} ended ({status}) before its output was staged");
+        }
+        std::thread::yield_now();
+    }
+    let kill = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .expect("running kill");
+    assert!(kill.success());
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn ctrl_c_stops_export_and_import_leaving_no_output_and_the_old_file_unchanged() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = long_session(dir.path());
+    let work = dir.path().join("out");
+    std::fs::create_dir(&work).unwrap();
+
+    // an export over an existing file, with --force so that it would replace it
+    let out = work.join("long.mcap");
+    let old = b"an earlier export, not to be lost\n";
+    std::fs::write(&out, old).unwrap();
+    let o = interrupted(&["export", s(&input), s(&out), "--force"], &out);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(2), "stderr: {err}");
+    assert!(
+        err.contains(&format!("cancelled; {} was not written", out.display())),
+        "{err}"
+    );
+    assert!(stdout(&o).is_empty(), "no summary: {}", stdout(&o));
+    assert_eq!(
+        std::fs::read(&out).unwrap(),
+        old,
+        "the old file is unchanged"
+    );
+    assert_eq!(listing(&work), ["long.mcap"], "no temporary file is left");
+
+    // an export to a new file leaves nothing
+    std::fs::remove_file(&out).unwrap();
+    let out = work.join("long.db");
+    let o = interrupted(&["export", s(&input), s(&out)], &out);
+    assert_eq!(o.status.code(), Some(2), "stderr: {}", stderr(&o));
+    assert!(stderr(&o).contains("cancelled"), "{}", stderr(&o));
+    assert!(listing(&work).is_empty(), "{:?}", listing(&work));
+
+    // an import, over an existing session file with --force
+    let db = dir.path().join("long.db");
+    export_ok(&["export", s(&input), s(&db)]);
+    let out = work.join("imported.msgpack");
+    std::fs::write(&out, old).unwrap();
+    let o = interrupted(&["import", s(&db), s(&out), "--force"], &out);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(2), "stderr: {err}");
+    assert!(
+        err.contains(&format!("cancelled; {} was not written", out.display())),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read(&out).unwrap(),
+        old,
+        "the old file is unchanged"
+    );
+    assert_eq!(
+        listing(&work),
+        ["imported.msgpack"],
+        "no temporary file is left"
+    );
+}

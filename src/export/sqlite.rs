@@ -75,7 +75,8 @@ pub(crate) fn write(
     // The file is renamed into place only when complete, so no journal is
     // needed for safety; without one the inserts go at SQLite's full speed.
     conn.execute_batch(
-        "PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF; PRAGMA cache_size=-32768;",
+        "PRAGMA page_size=65536; PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF; \
+         PRAGMA locking_mode=EXCLUSIVE; PRAGMA temp_store=MEMORY; PRAGMA cache_size=-65536;",
     )
     .map_err(db_err)?;
     conn.execute_batch("BEGIN").map_err(db_err)?;
