@@ -17,7 +17,10 @@
 # RSS at the start and end of the window and its min/max (sampled every 5 s).
 # Environment: BIN (default target/release/integr8tor), SESSION (default
 # target/bench-data/big.msgpack, made by make_session.py if missing),
-# WARMUP seconds before measuring (default 20), PORT (default 19392).
+# WARMUP seconds before measuring (default 20), PORT (default 19392),
+# SAMPLE seconds between RSS samples (default 5), RSS_LOG a file to which
+# each sample is written as "seconds rss_kib", HISTORY_MB the live history
+# budget (`--history-mb`; the smallest, 4, fills within minutes of demo).
 set -euo pipefail
 
 case_name=${1:?usage: scripts/app_cpu.sh paused|demo|live [SECONDS]}
@@ -28,6 +31,10 @@ session=${SESSION:-$root/target/bench-data/big.msgpack}
 warmup=${WARMUP:-20}
 port=${PORT:-19392}
 tick=$(getconf CLK_TCK)
+sample=${SAMPLE:-5}
+rss_log=${RSS_LOG:-}
+history=()
+[ -n "${HISTORY_MB:-}" ] && history=(--history-mb "$HISTORY_MB")
 
 [ -x "$bin" ] || { echo "build first: cargo build --release ($bin missing)" >&2; exit 2; }
 if [ "$case_name" != live ] && [ ! -f "$session" ]; then
@@ -67,7 +74,7 @@ fi
 open=()
 [ "$case_name" != live ] && open=(--open "$session")
 HOME="$scratch" XDG_DATA_HOME="$scratch/data" XDG_CONFIG_HOME="$scratch/config" \
-    "$bin" gui --brokers "$brokers" "${open[@]}" >"$scratch/app.log" 2>&1 &
+    "$bin" gui --brokers "$brokers" "${open[@]}" "${history[@]}" >"$scratch/app.log" 2>&1 &
 app=$!
 pids+=("$app")
 
@@ -79,11 +86,13 @@ kill -0 "$app" 2>/dev/null || { echo "the app exited:"; cat "$scratch/app.log"; 
 t0=$(cpu_ticks); r0=$(rss_kb); start=$(date +%s.%N)
 rmin=$r0; rmax=$r0
 elapsed=0
+[ -n "$rss_log" ] && echo "0 $r0" >"$rss_log"
 while [ "$elapsed" -lt "$seconds" ]; do
-    step=$(( seconds - elapsed < 5 ? seconds - elapsed : 5 ))
+    step=$(( seconds - elapsed < sample ? seconds - elapsed : sample ))
     sleep "$step"
     elapsed=$((elapsed + step))
     r=$(rss_kb)
+    [ -n "$rss_log" ] && echo "$elapsed $r" >>"$rss_log"
     [ "$r" -lt "$rmin" ] && rmin=$r
     [ "$r" -gt "$rmax" ] && rmax=$r
 done

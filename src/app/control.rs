@@ -120,6 +120,8 @@ struct Ctl {
     scan_cache: Arc<std::sync::Mutex<ScanCache>>,
     /// The counters last sent (unchanged counters are not sent: the window rests).
     last_counters: Option<BusCounters>,
+    /// The bridges' status last sent (sent again only when it changes).
+    last_bridges: Option<super::bridges::BridgeStatus>,
     load_tx: Sender<Result<LoadedSession, WorkerMsg>>,
     load_rx: Receiver<Result<LoadedSession, WorkerMsg>>,
     producer_id: String,
@@ -152,6 +154,7 @@ impl Ctl {
             loading: None,
             scan_cache: Arc::default(),
             last_counters: None,
+            last_bridges: None,
             load_tx,
             load_rx,
             producer_id: format!("integr8tor.app.{}", std::process::id()),
@@ -270,8 +273,18 @@ impl Ctl {
         self.send(WorkerMsg::Notice(text));
     }
 
+    /// Sends the bridges' status when it differs from the last one sent:
+    /// an unchanged status would only wake the window for nothing.
+    fn send_bridges(&mut self) {
+        let status = self.bridges.status();
+        if self.last_bridges.as_ref() != Some(&status) {
+            self.last_bridges = Some(status.clone());
+            self.send(WorkerMsg::Bridges(status));
+        }
+    }
+
     fn tick(&mut self) {
-        self.send(WorkerMsg::Bridges(self.bridges.status()));
+        self.send_bridges();
         let Some(bus) = &self.bus else { return };
         let mut c = BusCounters::default();
         if let Some(s) = &bus.subscriber {
@@ -326,7 +339,7 @@ impl Ctl {
             Command::Bridges(settings) => {
                 let connection = self.bus.as_ref().map(|b| b.endpoint.connection().clone());
                 self.bridges.apply(settings, connection.as_ref());
-                self.send(WorkerMsg::Bridges(self.bridges.status()));
+                self.send_bridges();
             }
             Command::Shutdown => {} // handled in run
         }
