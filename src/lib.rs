@@ -8,12 +8,16 @@
 
 #[cfg(feature = "gui")]
 pub mod app;
+#[cfg(feature = "engines")]
 pub mod bridge;
 pub mod clock;
+#[cfg(feature = "engines")]
 pub mod engine;
 pub mod envelope;
+#[cfg(feature = "engines")]
 pub mod export;
 pub mod human;
+#[cfg(feature = "engines")]
 pub mod kafka;
 pub mod msgpack;
 pub mod session;

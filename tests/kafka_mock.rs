@@ -802,3 +802,64 @@ fn a_caught_up_latest_subscriber_gets_every_new_producers_first_batch() {
         assert_eq!(got.messages.len(), before + 63, "round {round}");
     }
 }
+
+/// A live view's subscriber takes its partitions directly (no group, so
+/// nothing to rebalance): from the earliest it reads what the broker holds,
+/// from the latest only what comes after it is connected, and both read on
+/// across an outage.
+#[test]
+fn a_direct_subscriber_reads_from_where_it_starts_and_on_across_an_outage() {
+    use integr8tor::kafka::Assignment;
+    let (broker, conn) = broker();
+    let publish = |producer: &str, n: u32| {
+        let p = bulk_publisher(&conn, producer, producer);
+        for i in 0..n {
+            p.publish(Draft::param(
+                Actor::User,
+                format!("gen.{}.cutoff", i % 9),
+                f64::from(i) / f64::from(n),
+            ));
+        }
+        p.flush(Duration::from_secs(20)).unwrap();
+    };
+    publish("test.before", 40);
+    let direct = |start: StartFrom| {
+        Subscriber::start(
+            &conn,
+            SubscriberConfig {
+                assignment: Assignment::Direct,
+                ..SubscriberConfig::new(unique_group("direct"), &[Topic::Params]).start_from(start)
+            },
+        )
+        .expect("subscriber")
+    };
+    let (earliest, latest) = (direct(StartFrom::Earliest), direct(StartFrom::Latest));
+    let (mut from_start, mut from_now) = (Collected::default(), Collected::default());
+    wait_connected(&latest, &mut from_now, Duration::from_secs(20));
+    collect_messages(&earliest, &mut from_start, 40, Duration::from_secs(20));
+
+    broker.set_down().unwrap();
+    std::thread::sleep(Duration::from_secs(2));
+    broker.set_up().unwrap();
+    publish("test.after", 30);
+    collect_messages(&earliest, &mut from_start, 70, Duration::from_secs(30));
+    collect_messages(&latest, &mut from_now, 30, Duration::from_secs(30));
+    std::thread::sleep(Duration::from_millis(300));
+    for e in earliest.events().try_iter() {
+        from_start.absorb(e);
+    }
+    for e in latest.events().try_iter() {
+        from_now.absorb(e);
+    }
+    assert_eq!(from_start.messages.len(), 70, "everything once");
+    assert_eq!(from_now.messages.len(), 30, "only what came after it");
+    assert!(from_now
+        .messages
+        .iter()
+        .all(|m| m.view().producer_id == "test.after"));
+    assert!(
+        from_now.states.contains(&ConnectionState::Connected),
+        "{:?}",
+        from_now.states
+    );
+}

@@ -300,6 +300,73 @@ fn a_recording_starts_with_every_value_noise_params_retains_and_what_the_caller_
     );
 }
 
+/// Starting a recording never waits for the brokers: the history read runs
+/// on the recorder's own thread. Started while the broker is down, the
+/// recorder returns at once, and once the broker is back the first snapshot
+/// still holds the value noise.params retained from before.
+#[test]
+fn a_recording_started_while_the_broker_is_down_still_begins_with_the_retained_state() {
+    let (broker, conn) = broker();
+    let p = raw_producer(&conn, &[]);
+    send(
+        &p,
+        Topic::Params,
+        Some(b"gen.4.fold"),
+        &param(1, "gen.4.fold", 0.61, "user"),
+    )
+    .unwrap();
+    broker.set_down().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = RecorderConfig {
+        retained_timeout: Duration::from_secs(60),
+        ..RecorderConfig::new(dir.path())
+    };
+    // with the history read on the caller's thread this call would not
+    // return before the broker is back, and the broker comes back only
+    // after it returned
+    let rec = recorder(&conn, dir.path(), config);
+    let path = rec.path().to_owned();
+    broker.set_up().unwrap();
+    wait_connected(&rec);
+    send(
+        &p,
+        Topic::Params,
+        Some(b"gen.4.drive"),
+        &param(2, "gen.4.drive", 0.2, "user"),
+    )
+    .unwrap();
+    let summary = stop_after(rec, 1);
+    assert_eq!(summary.stats.events, 1, "{:?}", summary.stats);
+    assert_eq!(summary.stats.initial_paths, 1, "{:?}", summary.stats);
+    let session = Session::open(&path).unwrap();
+    let first = session.snapshots().first().expect("a snapshot");
+    let mut state = session.snapshot_state(first).unwrap();
+    state.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(
+        state,
+        [
+            ("gen.4.drive".to_owned(), 0.2),
+            ("gen.4.fold".to_owned(), 0.61)
+        ]
+    );
+
+    // stopped while the broker is still away, it does not sit out the
+    // history read's timeout (a minute here): it stops and leaves no file
+    broker.set_down().unwrap();
+    let config = RecorderConfig {
+        retained_timeout: Duration::from_secs(600),
+        ..RecorderConfig::new(dir.path())
+    };
+    let rec = recorder(&conn, dir.path(), config);
+    let path = rec.path().to_owned();
+    let summary = rec.stop().expect("stops cleanly");
+    assert!(!summary.kept, "{summary:?}");
+    assert!(
+        !path.exists(),
+        "no file for a recording that received nothing"
+    );
+}
+
 #[test]
 fn keys_are_stored_exactly_as_received() {
     let (_broker, conn) = broker();

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::bridge::{OscBridge, OscConfig, OscSend, OscStats, WsBridge, WsConfig, WsStats};
 use crate::clock::{MonotonicClock, SharedClock};
-use crate::kafka::{unix_ms_now, Connection, Subscriber, SubscriberConfig};
+use crate::kafka::{unix_ms_now, Assignment, Connection, Subscriber, SubscriberConfig};
 use crate::Topic;
 
 /// What the performer set for the bridges (kept with the other settings).
@@ -99,6 +99,7 @@ fn subscriber(connection: &Connection, name: &str, topics: &[Topic]) -> Result<S
         connection,
         SubscriberConfig {
             thread_name: format!("app-{name}"),
+            assignment: Assignment::Direct,
             ..SubscriberConfig::new(
                 format!(
                     "integr8tor-app-{name}-{}-{}",

@@ -26,8 +26,8 @@ use crate::engine::{
     Recorder, RecorderConfig, RecorderEvent, RecorderStats, ReplayConfig, ReplayService, Route,
 };
 use crate::kafka::{
-    ConnectionState, Endpoint, Publisher, PublisherConfig, PublisherEvent, Received, Subscriber,
-    SubscriberConfig, SubscriberEvent,
+    Assignment, ConnectionState, Endpoint, Publisher, PublisherConfig, PublisherEvent, Received,
+    Subscriber, SubscriberConfig, SubscriberEvent,
 };
 use crate::{Actor, Body, Topic};
 
@@ -411,6 +411,7 @@ impl Ctl {
         );
         let live = SubscriberConfig {
             thread_name: "live-consumer".to_owned(),
+            assignment: Assignment::Direct,
             ..SubscriberConfig::new(group, &Topic::ALL)
         };
         match Subscriber::start(&connection, live) {

@@ -810,8 +810,10 @@ fn run(
         match first {
             Ok(event) => {
                 offer(&mut router, event, shared, clock);
-                // take what else is waiting, without waiting
+                // take what else is waiting, without waiting; each batch goes
+                // out before the next is routed, so none waits for the later ones
                 for event in events.try_iter().take(64) {
+                    flush(&mut router, shared, clock);
                     offer(&mut router, event, shared, clock);
                 }
             }

@@ -447,6 +447,9 @@ fn link_json(state: &ConnectionState) -> Value {
     }
 }
 
+/// Messages spelled and handed to the clients at a time.
+const FAN_OUT_CHUNK: usize = 32;
+
 /// Turns bus messages into frames and hands them to every matching client
 /// without ever waiting for one.
 fn fan_out(events: Receiver<SubscriberEvent>, shared: &Shared, stop: &AtomicBool) {
@@ -459,25 +462,29 @@ fn fan_out(events: Receiver<SubscriberEvent>, shared: &Shared, stop: &AtomicBool
         };
         match event {
             SubscriberEvent::Messages(batch) => {
-                items.clear();
-                items.extend(batch.iter().map(frame));
-                shared
-                    .counters
-                    .messages
-                    .fetch_add(items.len() as u64, Ordering::Relaxed);
-                {
-                    let mut latest = lock(&shared.latest);
-                    for (topic, key, item) in &items {
-                        if *topic != Topic::Events {
-                            latest
-                                .by_key
-                                .insert((*topic, key.clone()), item.text.clone());
+                let clients: Vec<Arc<Client>> = lock(&shared.clients).clone();
+                // a few frames at a time, so the first of a large batch is on
+                // its way before the last is spelled
+                for chunk in batch.chunks(FAN_OUT_CHUNK) {
+                    items.clear();
+                    items.extend(chunk.iter().map(frame));
+                    shared
+                        .counters
+                        .messages
+                        .fetch_add(items.len() as u64, Ordering::Relaxed);
+                    {
+                        let mut latest = lock(&shared.latest);
+                        for (topic, key, item) in &items {
+                            if *topic != Topic::Events {
+                                latest
+                                    .by_key
+                                    .insert((*topic, key.clone()), item.text.clone());
+                            }
                         }
                     }
-                }
-                let clients: Vec<Arc<Client>> = lock(&shared.clients).clone();
-                for client in &clients {
-                    deliver(client, &items, shared.config.queue_capacity);
+                    for client in &clients {
+                        deliver(client, &items, shared.config.queue_capacity);
+                    }
                 }
             }
             SubscriberEvent::Connection(state) => {

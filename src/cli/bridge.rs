@@ -11,7 +11,9 @@ use std::time::Duration;
 use clap::{Args, Subcommand};
 use integr8tor::bridge::{OscBridge, OscConfig, OscSend, WsBridge, WsConfig};
 use integr8tor::clock::{MonotonicClock, SharedClock};
-use integr8tor::kafka::{unix_ms_now, Publisher, PublisherConfig, Subscriber, SubscriberConfig};
+use integr8tor::kafka::{
+    unix_ms_now, Assignment, Publisher, PublisherConfig, Subscriber, SubscriberConfig,
+};
 use integr8tor::Topic;
 
 use super::bus::ConnectArgs;
@@ -102,6 +104,7 @@ fn subscribe(
         endpoint.connection(),
         SubscriberConfig {
             thread_name: format!("{name}-bus"),
+            assignment: Assignment::Direct,
             ..SubscriberConfig::new(
                 format!("integr8tor-{name}-{}-{}", std::process::id(), unix_ms_now()),
                 topics,

@@ -163,7 +163,12 @@ impl std::fmt::Debug for Recorder {
 }
 
 impl Recorder {
-    /// Creates the file and starts consuming.
+    /// Creates the file and starts the recorder thread, which reads what
+    /// `noise.params` retains (see the module doc) and then consumes. Returns
+    /// at once: a slow or unreachable broker never holds up the caller (the
+    /// app's control thread); what the history read could not do arrives as
+    /// a [`RecorderEvent::Warning`], a failure to start consuming as
+    /// [`RecorderEvent::Failed`].
     pub fn start(connection: &Connection, config: RecorderConfig) -> Result<Recorder, EngineError> {
         let path = match &config.out {
             Some(p) => p.clone(),
@@ -171,71 +176,25 @@ impl Recorder {
         };
         let writer =
             SessionWriter::create(&path)?.with_snapshot_interval(config.snapshot_interval_ms);
-        let mut warnings = Vec::new();
-        let mut start_offsets = Vec::new();
-        let mut initial = config.initial_state.clone();
-        if config.start == StartFrom::Latest && config.read_retained {
-            match read_retained_params(connection, config.retained_timeout) {
-                Ok(retained) => {
-                    if !retained.complete {
-                        warnings.push(format!(
-                            "read {} retained noise.params messages before giving up after {:.0} s: the first snapshot may miss older paths",
-                            retained.messages,
-                            config.retained_timeout.as_secs_f64()
-                        ));
-                    }
-                    start_offsets = retained
-                        .ends
-                        .iter()
-                        .map(|&(p, o)| (Topic::Params, p, o))
-                        .collect();
-                    initial.extend(retained.values);
-                }
-                Err(e) => warnings.push(format!(
-                    "could not read what noise.params retains ({e}): the first snapshot holds only what is known"
-                )),
-            }
-        }
-        let writer = writer.with_initial_state(initial.iter().map(|(p, v)| (p.as_bytes(), *v)));
-        let initial_paths = {
-            let mut paths: Vec<&str> = initial.iter().map(|(p, _)| p.as_str()).collect();
-            paths.sort_unstable();
-            paths.dedup();
-            paths.len() as u64
-        };
-        let subscriber = Subscriber::start(
-            connection,
-            SubscriberConfig {
-                thread_name: "recorder-consumer".to_owned(),
-                start_offsets,
-                ..SubscriberConfig::new(config.group_id.clone(), &RECORDED_TOPICS)
-                    .start_from(config.start)
-            },
-        )?;
         let (tx, events) = crossbeam_channel::bounded(256);
-        for w in warnings {
-            log::warn!("recorder: {w}");
-            let _ = tx.try_send(RecorderEvent::Warning(w));
-        }
         let stop = Arc::new(AtomicBool::new(false));
         let worker = Worker {
             writer,
             tx,
-            stats: RecorderStats {
-                initial_paths,
-                ..RecorderStats::default()
-            },
+            stats: RecorderStats::default(),
             started: Instant::now(),
             stats_every: config.stats_every,
             malformed_lines: LineLimit::new(MALFORMED_LINES_PER_S),
         };
         let thread = {
             let stop = Arc::clone(&stop);
-            NamedThread::spawn("recorder", move || worker.run(subscriber, stop)).map_err(|e| {
-                EngineError::Io {
-                    context: "starting the recorder thread".to_owned(),
-                    error: e,
-                }
+            let connection = connection.clone();
+            NamedThread::spawn("recorder", move || {
+                worker.start_and_run(&connection, &config, stop)
+            })
+            .map_err(|e| EngineError::Io {
+                context: "starting the recorder thread".to_owned(),
+                error: e,
             })?
         };
         Ok(Recorder {
@@ -350,6 +309,75 @@ struct Worker {
 }
 
 impl Worker {
+    /// The recording's initial state (retained history plus what the caller
+    /// knows), then the subscriber from the offsets the history ended at.
+    fn start_and_run(
+        mut self,
+        connection: &Connection,
+        config: &RecorderConfig,
+        stop: Arc<AtomicBool>,
+    ) -> Result<RecorderSummary, EngineError> {
+        let mut start_offsets = Vec::new();
+        let mut initial = config.initial_state.clone();
+        if config.start == StartFrom::Latest && config.read_retained {
+            match read_retained_params(connection, config.retained_timeout, &stop) {
+                Ok(retained) => {
+                    if !retained.complete {
+                        self.warn(format!(
+                            "read {} retained noise.params messages before giving up after {:.0} s: the first snapshot may miss older paths",
+                            retained.messages,
+                            config.retained_timeout.as_secs_f64()
+                        ));
+                    }
+                    start_offsets = retained
+                        .ends
+                        .iter()
+                        .map(|&(p, o)| (Topic::Params, p, o))
+                        .collect();
+                    initial.extend(retained.values);
+                }
+                Err(e) => self.warn(format!(
+                    "could not read what noise.params retains ({e}): the first snapshot holds only what is known"
+                )),
+            }
+        }
+        self.stats.initial_paths = {
+            let mut paths: Vec<&str> = initial.iter().map(|(p, _)| p.as_str()).collect();
+            paths.sort_unstable();
+            paths.dedup();
+            paths.len() as u64
+        };
+        self.writer = self
+            .writer
+            .with_initial_state(initial.iter().map(|(p, v)| (p.as_bytes(), *v)));
+        let subscriber = Subscriber::start(
+            connection,
+            SubscriberConfig {
+                thread_name: "recorder-consumer".to_owned(),
+                start_offsets,
+                ..SubscriberConfig::new(config.group_id.clone(), &RECORDED_TOPICS)
+                    .start_from(config.start)
+            },
+        );
+        match subscriber {
+            Ok(subscriber) => self.run(subscriber, stop),
+            Err(e) => {
+                let e = EngineError::from(e);
+                // the file holds nothing yet: leave none
+                let path = self.writer.path().to_owned();
+                drop(self.writer);
+                let _ = std::fs::remove_file(&path);
+                let _ = self.tx.try_send(RecorderEvent::Failed(e.to_string()));
+                Err(e)
+            }
+        }
+    }
+
+    fn warn(&self, warning: String) {
+        log::warn!("recorder: {warning}");
+        let _ = self.tx.try_send(RecorderEvent::Warning(warning));
+    }
+
     fn run(
         mut self,
         subscriber: Subscriber,

@@ -28,7 +28,7 @@ use super::EngineError;
 use crate::clock::SharedClock;
 use crate::envelope::Topic;
 use crate::kafka::{
-    unix_ms_now, Connection, Publisher, PublisherConfig, PublisherStats, Subscriber,
+    unix_ms_now, Assignment, Connection, Publisher, PublisherConfig, PublisherStats, Subscriber,
     SubscriberConfig, SubscriberEvent,
 };
 use crate::session::Session;
@@ -220,6 +220,7 @@ impl LiveFollower {
             connection,
             SubscriberConfig {
                 thread_name: "replay-live".to_owned(),
+                assignment: Assignment::Direct,
                 ..SubscriberConfig::new(group, &[Topic::Params])
             },
         )?;

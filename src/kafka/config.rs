@@ -68,10 +68,14 @@ impl Connection {
         self.embedded
     }
 
-    /// A librdkafka configuration: `defaults`, then `bootstrap.servers`, then
-    /// the pass-through options (which therefore override the defaults).
+    /// A librdkafka configuration: [`CLIENT_DEFAULTS`], `defaults`, then
+    /// `bootstrap.servers`, then the pass-through options (which therefore
+    /// override the defaults).
     pub fn client_config(&self, defaults: &[(&str, String)]) -> ClientConfig {
         let mut config = ClientConfig::new();
+        for (k, v) in CLIENT_DEFAULTS {
+            config.set(*k, *v);
+        }
         for (k, v) in defaults {
             config.set(*k, v.as_str());
         }
@@ -91,6 +95,16 @@ impl Connection {
             .map(|(_, v)| v.as_str())
     }
 }
+
+/// Options every client of the project starts from.
+///
+/// `reconnect.backoff.max.ms`: librdkafka doubles the wait before
+/// reconnecting to a broker after each failed attempt, up to 10 s by default;
+/// after an outage of a few seconds a client could then sit out up to 10 s
+/// more with the broker already back, and a live view (or a recorder's
+/// flush) stalled that long. One second keeps the retries cheap and the
+/// return prompt.
+pub const CLIENT_DEFAULTS: &[(&str, &str)] = &[("reconnect.backoff.max.ms", "1000")];
 
 /// Parses `key=value` (the `-X` argument). The value may itself contain `=`.
 pub fn parse_option(s: &str) -> Result<(String, String), BusError> {

@@ -43,7 +43,7 @@ pub use ratelimit::{RateDecision, RateLimiter, RateLimits};
 pub use reach::{wait_for_brokers, Outage, DEFAULT_REACH_TIMEOUT};
 pub use retained::{read_retained_params, RetainedParams};
 pub use subscriber::{
-    ConnectionState, Gap, Malformed, Received, StartFrom, Subscriber, SubscriberConfig,
+    Assignment, ConnectionState, Gap, Malformed, Received, StartFrom, Subscriber, SubscriberConfig,
     SubscriberEvent, SubscriberStats,
 };
 

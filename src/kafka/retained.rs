@@ -9,6 +9,7 @@
 //! every message is either in the initial state or recorded.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -19,6 +20,9 @@ use super::config::Connection;
 use super::subscriber::{DEFAULT_FETCH_WAIT_MS, EMBEDDED_FETCH_WAIT_MS};
 use super::BusError;
 use crate::envelope::{EnvelopeView, Topic};
+
+/// How long one metadata request may wait before `cancel` is looked at again.
+const METADATA_ROUND: Duration = Duration::from_millis(250);
 
 /// The retained history of `noise.params`, reduced to the last value per path.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -40,11 +44,16 @@ pub struct RetainedParams {
 /// for at most `timeout`. Messages the recorder would not store (`replay`,
 /// `telemetry`) do not count; among the rest the one with the highest
 /// `ts_ms` gives a path's value (the later one on ties).
+///
+/// `cancel` ends the read early (as incomplete): a recording stopped while
+/// the brokers are still out of reach does not wait for the whole timeout.
 pub fn read_retained_params(
     connection: &Connection,
     timeout: Duration,
+    cancel: &AtomicBool,
 ) -> Result<RetainedParams, BusError> {
     let started = Instant::now();
+    let cancelled = || cancel.load(Ordering::Acquire);
     let brokers = connection.brokers();
     let fetch_wait = if connection.is_embedded() {
         EMBEDDED_FETCH_WAIT_MS
@@ -64,9 +73,27 @@ pub fn read_retained_params(
         .create()
         .map_err(|e| BusError::client("creating the history reader", brokers, e))?;
     let topic = Topic::Params.name();
-    let metadata = consumer
-        .fetch_metadata(Some(topic), timeout)
-        .map_err(|e| BusError::client("reading noise.params partitions", brokers, e))?;
+    // asked in short rounds so that `cancel` is seen while no broker answers
+    let metadata = loop {
+        let left = timeout.saturating_sub(started.elapsed());
+        let round = Instant::now();
+        match consumer.fetch_metadata(Some(topic), left.min(METADATA_ROUND)) {
+            Ok(m) => break m,
+            Err(_) if left > METADATA_ROUND && !cancelled() => {
+                // an error that came back at once is not retried in a spin
+                if let Some(rest) = METADATA_ROUND.checked_sub(round.elapsed()) {
+                    std::thread::sleep(rest.min(left - METADATA_ROUND));
+                }
+            }
+            Err(e) => {
+                return Err(BusError::client(
+                    "reading noise.params partitions",
+                    brokers,
+                    e,
+                ))
+            }
+        }
+    };
     let partitions: Vec<i32> = metadata
         .topics()
         .iter()
@@ -102,7 +129,7 @@ pub fn read_retained_params(
     let mut index: HashMap<String, usize> = HashMap::new();
     let mut latest: Vec<i64> = Vec::new();
     while !todo.is_empty() {
-        if started.elapsed() >= timeout {
+        if started.elapsed() >= timeout || cancelled() {
             out.complete = false;
             break;
         }

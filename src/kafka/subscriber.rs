@@ -121,6 +121,25 @@ pub struct SubscriberConfig {
     pub fetch_wait_max_ms: Option<u32>,
     /// Thread name.
     pub thread_name: String,
+    /// How partitions are taken: through the consumer group (resumable) or
+    /// directly (live views).
+    pub assignment: Assignment,
+}
+
+/// How a subscriber takes its topics' partitions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Assignment {
+    /// Joins the consumer group, which assigns the partitions; offsets are
+    /// committed, so a subscriber restarted on the same group resumes. A
+    /// broker outage can make the group rebalance, and some brokers (the
+    /// embedded one among them) hold a rebalance for the whole session
+    /// timeout.
+    Group,
+    /// Takes every partition the brokers list for the topics, with no group
+    /// membership and no commits: nothing to rebalance, so an outage only
+    /// pauses reading. For live views, which start at the latest messages on a
+    /// group of their own anyway. Partitions added later are not read.
+    Direct,
 }
 
 impl SubscriberConfig {
@@ -137,6 +156,7 @@ impl SubscriberConfig {
             start_offsets: Vec::new(),
             fetch_wait_max_ms: None,
             thread_name: "kafka-subscriber".to_owned(),
+            assignment: Assignment::Group,
         }
     }
 
@@ -390,6 +410,8 @@ struct SubscriberContext {
     /// Where each partition without a committed offset started, at its
     /// first assignment (so a later re-assignment does not skip ahead).
     first_starts: Mutex<HashMap<(String, i32), i64>>,
+    /// Whether committed offsets exist to look up (group assignment).
+    committed: bool,
 }
 
 /// How long a rebalance may wait on the brokers for committed offsets and
@@ -439,10 +461,14 @@ impl SubscriberContext {
         consumer: &BaseConsumer<Self>,
         tpl: &TopicPartitionList,
     ) -> Vec<(Topic, i32, Option<i64>)> {
-        let committed = consumer
-            .committed_offsets(tpl.clone(), ASSIGN_LOOKUP_TIMEOUT)
-            .map_err(|e| log::warn!("subscriber: reading committed offsets: {e}"))
-            .ok();
+        let committed = if self.committed {
+            consumer
+                .committed_offsets(tpl.clone(), ASSIGN_LOOKUP_TIMEOUT)
+                .map_err(|e| log::warn!("subscriber: reading committed offsets: {e}"))
+                .ok()
+        } else {
+            None
+        };
         let mut firsts = self.first_starts.lock().unwrap_or_else(|p| p.into_inner());
         let mut starts = Vec::new();
         for mut elem in tpl.elements() {
@@ -456,7 +482,13 @@ impl SubscriberContext {
                 });
             let start = match (committed_at, self.start) {
                 (Some(n), _) => Some(n),
-                (None, StartFrom::Earliest) => None,
+                (None, StartFrom::Earliest) => {
+                    if !self.committed {
+                        // no group to ask: the oldest message held
+                        let _ = elem.set_offset(Offset::Beginning);
+                    }
+                    None
+                }
                 (None, StartFrom::Latest) => match firsts.get(&(topic.clone(), partition)) {
                     Some(&n) => Some(n),
                     None => {
@@ -556,10 +588,12 @@ impl Subscriber {
                     .map(|&(t, p, o)| ((t.name().to_owned(), p), o))
                     .collect(),
             ),
+            committed: config.assignment == Assignment::Group,
         };
+        let direct = config.assignment == Assignment::Direct;
         let mut defaults: Vec<(&str, String)> = vec![
             ("group.id", config.group_id.clone()),
-            ("enable.auto.commit", "true".to_owned()),
+            ("enable.auto.commit", (!direct).to_string()),
             ("enable.auto.offset.store", "false".to_owned()),
             ("enable.partition.eof", "false".to_owned()),
             // also what happens when a position falls out of the retained
@@ -598,10 +632,12 @@ impl Subscriber {
             .client_config(&defaults)
             .create_with_context(context)
             .map_err(|e| BusError::client("creating the consumer", connection.brokers(), e))?;
-        let names: Vec<&str> = config.topics.iter().map(|t| t.name()).collect();
-        consumer
-            .subscribe(&names)
-            .map_err(|e| BusError::client("subscribing", connection.brokers(), e))?;
+        if !direct {
+            let names: Vec<&str> = config.topics.iter().map(|t| t.name()).collect();
+            consumer
+                .subscribe(&names)
+                .map_err(|e| BusError::client("subscribing", connection.brokers(), e))?;
+        }
 
         let (tx, events) = crossbeam_channel::bounded(config.channel_capacity.max(1));
         let stop = Arc::new(AtomicBool::new(false));
@@ -623,6 +659,7 @@ impl Subscriber {
             last_error: None,
             last_probe: Instant::now(),
             stamp: None,
+            direct: direct.then(|| config.topics.clone()),
         };
         let thread = NamedThread::spawn(config.thread_name.clone(), move || worker.run(consumer))
             .map_err(|error| BusError::Io {
@@ -680,6 +717,8 @@ impl Drop for Subscriber {
 const IDLE_POLL: Duration = Duration::from_millis(100);
 /// How often a subscriber in trouble probes the brokers with a metadata request.
 const PROBE_EVERY: Duration = Duration::from_millis(500);
+/// How long such a probe waits for an answer.
+const PROBE_TIMEOUT: Duration = Duration::from_millis(300);
 
 type SubscriberConsumer = BaseConsumer<SubscriberContext>;
 
@@ -709,10 +748,17 @@ struct Worker {
     last_probe: Instant,
     /// The receive time shared by the next few messages, and how many used it.
     stamp: Option<(Instant, i64, u32)>,
+    /// [`Assignment::Direct`]: the topics to take every partition of.
+    direct: Option<Vec<Topic>>,
 }
 
 impl Worker {
     fn run(mut self, consumer: SubscriberConsumer) {
+        if let Some(topics) = self.direct.take() {
+            if !self.assign_directly(&consumer, &topics) {
+                return;
+            }
+        }
         while !self.stop.load(Ordering::Acquire) {
             let first = consumer.poll(IDLE_POLL);
             let got_any = first.is_some();
@@ -734,11 +780,62 @@ impl Worker {
             }
         }
         self.flush_batch(&consumer);
+        if !consumer.context().committed {
+            return;
+        }
         match consumer.commit_consumer_state(CommitMode::Sync) {
             Ok(()) => {}
             Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {}
             Err(e) => log::warn!("subscriber: final commit failed: {e}"),
         }
+    }
+
+    /// [`Assignment::Direct`]: asks the brokers for the topics' partitions
+    /// until they answer (reporting the trouble meanwhile) and assigns them
+    /// all, each from where [`SubscriberContext::choose_starts`] says. False
+    /// when asked to stop first.
+    fn assign_directly(&mut self, consumer: &SubscriberConsumer, topics: &[Topic]) -> bool {
+        while !self.stop.load(Ordering::Acquire) {
+            let tpl = match consumer.fetch_metadata(None, PROBE_TIMEOUT) {
+                Ok(metadata) => {
+                    let mut tpl = TopicPartitionList::new();
+                    for t in metadata.topics() {
+                        let known = topics.iter().any(|topic| topic.name() == t.name());
+                        if known && t.error().is_none() {
+                            for p in t.partitions() {
+                                tpl.add_partition(t.name(), p.id());
+                            }
+                        }
+                    }
+                    tpl
+                }
+                Err(e) => {
+                    self.set_connected(ConnectionState::Retrying {
+                        error: super::error_in_words(&e),
+                    });
+                    std::thread::sleep(PROBE_EVERY.min(IDLE_POLL));
+                    continue;
+                }
+            };
+            if tpl.count() == 0 {
+                // the topics do not exist yet: ask again shortly
+                std::thread::sleep(PROBE_EVERY);
+                continue;
+            }
+            let starts = consumer.context().choose_starts(consumer, &tpl);
+            if let Err(e) = consumer.assign(&tpl) {
+                self.set_connected(ConnectionState::Retrying {
+                    error: super::error_in_words(&e),
+                });
+                std::thread::sleep(PROBE_EVERY);
+                continue;
+            }
+            log::info!("subscriber: took {} partitions directly", tpl.count());
+            consumer.context().note(Note::Assigned(starts));
+            self.handle_notes(consumer);
+            return true;
+        }
+        false
     }
 
     fn handle(
@@ -1000,10 +1097,7 @@ impl Worker {
 
     fn probe(&mut self, consumer: &SubscriberConsumer) {
         self.last_probe = Instant::now();
-        if consumer
-            .fetch_metadata(None, Duration::from_millis(300))
-            .is_ok()
-        {
+        if consumer.fetch_metadata(None, PROBE_TIMEOUT).is_ok() {
             self.set_connected(ConnectionState::Connected);
         }
     }
