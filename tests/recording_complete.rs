@@ -147,6 +147,15 @@ fn stop_after(recorder: Recorder, events: u64) -> RecorderSummary {
     recorder.stop().expect("recorder stops cleanly")
 }
 
+/// The first snapshot's state of a recording, by path.
+fn first_snapshot(path: &std::path::Path) -> Vec<(String, f64)> {
+    let session = Session::open(path).unwrap();
+    let first = session.snapshots().first().expect("a snapshot");
+    let mut state = session.snapshot_state(first).unwrap();
+    state.sort_by(|a, b| a.0.cmp(&b.0));
+    state
+}
+
 fn recorder(conn: &Connection, dir: &std::path::Path, config: RecorderConfig) -> Recorder {
     let _ = dir;
     Recorder::start(conn, config).expect("recorder starts")
@@ -285,12 +294,8 @@ fn a_recording_starts_with_every_value_noise_params_retains_and_what_the_caller_
     );
     assert_eq!(s.initial_paths, 3, "{s:?}");
 
-    let session = Session::open(&path).unwrap();
-    let first = session.snapshots().first().expect("a snapshot");
-    let mut state = session.snapshot_state(first).unwrap();
-    state.sort_by(|a, b| a.0.cmp(&b.0));
     assert_eq!(
-        state,
+        first_snapshot(&path),
         [
             ("app.only".to_owned(), 0.33),
             ("gen.1.cutoff".to_owned(), 0.2),
@@ -338,12 +343,8 @@ fn a_recording_started_while_the_broker_is_down_still_begins_with_the_retained_s
     let summary = stop_after(rec, 1);
     assert_eq!(summary.stats.events, 1, "{:?}", summary.stats);
     assert_eq!(summary.stats.initial_paths, 1, "{:?}", summary.stats);
-    let session = Session::open(&path).unwrap();
-    let first = session.snapshots().first().expect("a snapshot");
-    let mut state = session.snapshot_state(first).unwrap();
-    state.sort_by(|a, b| a.0.cmp(&b.0));
     assert_eq!(
-        state,
+        first_snapshot(&path),
         [
             ("gen.4.drive".to_owned(), 0.2),
             ("gen.4.fold".to_owned(), 0.61)
