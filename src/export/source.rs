@@ -158,6 +158,106 @@ pub(crate) fn each_record(
     ctl: &mut Control<'_>,
     mut each: impl FnMut(Item<'_>) -> Result<(), ExportError>,
 ) -> Result<u64, ExportError> {
+    scan(
+        input,
+        opts,
+        ctl,
+        |ctl, p| ctl.tick(p, out),
+        |_, item| each(item),
+    )
+}
+
+/// A batch of converted records that a reader thread fills and the writing
+/// thread drains (see [`pipelined`]).
+pub(crate) trait Batch: Default + Send {
+    /// Empties the batch, keeping its buffers for the next use.
+    fn clear(&mut self);
+}
+
+/// Batches on their way from the reader thread to the writer: enough for
+/// the reader to run ahead while the writer is busy, few enough that memory
+/// stays small (a batch holds at most [`PROGRESS_EVERY`] records).
+const BATCHES_IN_FLIGHT: usize = 4;
+
+/// [`each_record`] on two threads: a reader thread streams `input` and
+/// `fill`s batches with what the format needs of each record (decoded,
+/// converted, spelled), and the calling thread `drain`s each batch into the
+/// output, so that the decoding and the format library's own work overlap.
+/// Progress and cancel are checked on the calling thread after each batch.
+/// `fill` keeps its state in `reading`, which comes back with the input
+/// bytes read.
+pub(crate) fn pipelined<B, T>(
+    input: &Path,
+    out: &Path,
+    opts: &ExportOptions,
+    ctl: &mut Control<'_>,
+    reading: T,
+    mut fill: impl FnMut(&mut T, &mut B, Item<'_>) -> Result<(), ExportError> + Send,
+    mut drain: impl FnMut(&mut B) -> Result<(), ExportError>,
+) -> Result<(u64, T), ExportError>
+where
+    B: Batch,
+    T: Send,
+{
+    let (full_tx, full_rx) = crossbeam_channel::bounded::<(B, Progress)>(BATCHES_IN_FLIGHT);
+    let (empty_tx, empty_rx) = crossbeam_channel::bounded::<B>(BATCHES_IN_FLIGHT + 2);
+    std::thread::scope(|scope| {
+        let reader = std::thread::Builder::new()
+            .name("export-read".into())
+            .spawn_scoped(scope, move || {
+                let mut state = (B::default(), reading);
+                let read = scan(
+                    input,
+                    opts,
+                    &mut state,
+                    |(batch, _), p| {
+                        let next = empty_rx.try_recv().unwrap_or_default();
+                        let full = std::mem::replace(batch, next);
+                        // a closed channel: the writer has stopped and says why
+                        full_tx
+                            .send((full, p))
+                            .map_err(|_| ExportError::Cancelled(out.to_owned()))
+                    },
+                    |(batch, reading), item| fill(reading, batch, item),
+                );
+                (read, state.1)
+            })
+            .map_err(|e| ExportError::Io {
+                path: out.to_owned(),
+                source: e,
+            })?;
+        let mut failed = None;
+        for (mut batch, progress) in full_rx.iter() {
+            if let Err(e) = drain(&mut batch).and_then(|()| ctl.tick(progress, out)) {
+                failed = Some(e);
+                break;
+            }
+            batch.clear();
+            let _ = empty_tx.try_send(batch);
+        }
+        // the reader's next send fails, and it stops
+        drop(full_rx);
+        let (read, reading) = match reader.join() {
+            Ok(r) => r,
+            Err(panic) => std::panic::resume_unwind(panic),
+        };
+        match failed {
+            Some(e) => Err(e),
+            None => read.map(|done| (done, reading)),
+        }
+    })
+}
+
+/// The loop under [`each_record`] and [`pipelined`]: `each` on every record
+/// that passes the filters, `tick` with the progress every
+/// [`PROGRESS_EVERY`] records and at both ends, both given `state`.
+fn scan<S>(
+    input: &Path,
+    opts: &ExportOptions,
+    state: &mut S,
+    mut tick: impl FnMut(&mut S, Progress) -> Result<(), ExportError>,
+    mut each: impl FnMut(&mut S, Item<'_>) -> Result<(), ExportError>,
+) -> Result<u64, ExportError> {
     let total = std::fs::metadata(input)
         .map_err(|source| ExportError::Io {
             path: input.to_owned(),
@@ -168,13 +268,13 @@ pub(crate) fn each_record(
     let snapshots = wants_snapshots(opts);
     let mut records: u64 = 0;
     let mut since_tick: u64 = 0;
-    ctl.tick(
+    tick(
+        state,
         Progress {
             done: 0,
             total,
             records: 0,
         },
-        out,
     )?;
     loop {
         let position = reader.position();
@@ -224,19 +324,19 @@ pub(crate) fn each_record(
             RecordRef::Unknown => None,
         };
         if let Some(item) = item {
-            each(item)?;
+            each(state, item)?;
             records += 1;
         }
         since_tick += 1;
         if since_tick >= PROGRESS_EVERY {
             since_tick = 0;
-            ctl.tick(
+            tick(
+                state,
                 Progress {
                     done: position,
                     total,
                     records,
                 },
-                out,
             )?;
         }
     }
@@ -249,13 +349,13 @@ pub(crate) fn each_record(
         });
     }
     let done = reader.position();
-    ctl.tick(
+    tick(
+        state,
         Progress {
             done,
             total,
             records,
         },
-        out,
     )?;
     Ok(done)
 }
