@@ -104,7 +104,7 @@ pub(crate) fn write(
         }
         json::write_int(&mut ts, e.fields.ts_ms);
         time.write(e.fields.ts_ms, &mut iso);
-        let _ = write!(seq, "{}", e.fields.seq);
+        seq.extend_from_slice(itoa::Buffer::new().format(e.fields.seq).as_bytes());
         match e.view.as_ref().map(|v| v.body) {
             Some(BodyView::Param {
                 value: v,

@@ -92,7 +92,7 @@ pub fn write_value(c: &mut Cursor<'_>, out: &mut Vec<u8>, depth: usize) -> Resul
                 }
                 Err(DecodeError::Range { .. }) => {
                     let v = c.read_u64()?;
-                    out.extend_from_slice(v.to_string().as_bytes());
+                    out.extend_from_slice(itoa::Buffer::new().format(v).as_bytes());
                 }
                 Err(e) => return Err(e.into()),
             }
@@ -185,8 +185,8 @@ fn ext_parts(raw: &[u8]) -> (i8, &[u8]) {
 
 /// An integer as JSON.
 pub fn write_int(out: &mut Vec<u8>, v: i64) {
-    use std::io::Write;
-    let _ = write!(out, "{v}");
+    let mut b = itoa::Buffer::new();
+    out.extend_from_slice(b.format(v).as_bytes());
 }
 
 /// A float as JSON: the shortest text that reads back as the same value,
