@@ -15,13 +15,11 @@
 //! Log and publish time are the record's `ts_ms` (in nanoseconds, as MCAP
 //! counts); each channel numbers its messages from 1.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::io::{BufWriter, Write};
 use std::path::Path;
 
-use ::mcap::records::MessageHeader;
-use ::mcap::{Compression, WriteOptions};
-
+use super::mcap_file::{McapFile, McapFileError};
 use super::output::Staged;
 use super::source::{pipelined, Batch, Item};
 use super::{json, Control, ExportError, ExportOptions, ExportStats};
@@ -77,6 +75,9 @@ struct Msg {
     ts_ms: i64,
     start: usize,
     len: usize,
+    /// Where the bytes are a record's envelope in MessagePack, to be
+    /// spelled as JSON by the writing thread: the record's offset.
+    envelope_at: Option<u64>,
 }
 
 /// Messages spelled on the reader thread, written on the writing thread.
@@ -104,6 +105,7 @@ impl Messages {
             ts_ms,
             start,
             len: self.bytes.len() - start,
+            envelope_at: None,
         });
     }
 }
@@ -187,12 +189,10 @@ impl Spell<'_> {
             }
             Item::Event(e) => {
                 let ts = e.fields.ts_ms;
+                // the envelope as it is: the writing thread spells it, which
+                // shares the work between the two threads
                 let start = batch.bytes.len();
-                json::write_json(e.data, &mut batch.bytes).map_err(|err| ExportError::Record {
-                    path: self.input.to_owned(),
-                    offset: e.offset,
-                    reason: format!("envelope has no JSON form: {err}"),
-                })?;
+                batch.bytes.extend_from_slice(e.data);
                 let known = e.known_topic();
                 let c = match self.by_name.get_mut(&*e.topic) {
                     Some(c) => {
@@ -206,6 +206,9 @@ impl Spell<'_> {
                     }
                 };
                 batch.push(c, ts, start);
+                if let Some(m) = batch.messages.last_mut() {
+                    m.envelope_at = Some(e.offset);
+                }
                 self.stats.messages += 1;
                 match e.view.as_ref().map(|v| v.body) {
                     Some(BodyView::Param {
@@ -281,25 +284,22 @@ pub(crate) fn write(
     opts: &ExportOptions,
     ctl: &mut Control<'_>,
 ) -> Result<ExportStats, ExportError> {
-    let mcap_err = |e: ::mcap::McapError| match e {
-        ::mcap::McapError::Io(io) => staged.io(io),
-        other => staged.lib_error(format!("MCAP: {other}")),
+    let mcap_err = |e: McapFileError| match e {
+        McapFileError::Io(io) => staged.io(io),
+        other => staged.lib_error(other),
     };
     let file = BufWriter::with_capacity(1 << 20, staged.file()?);
-    let options = WriteOptions::new()
-        .compression(Some(Compression::Lz4))
-        .chunk_size(Some(4 << 20))
-        .library(concat!("integr8tor ", env!("CARGO_PKG_VERSION")))
-        .profile("");
-    let mut w = options.create(file).map_err(mcap_err)?;
+    let mut w = McapFile::new(file, "", concat!("integr8tor ", env!("CARGO_PKG_VERSION")))
+        .map_err(mcap_err)?;
     let spell = Spell {
         input,
         by_name: HashMap::new(),
         name: String::new(),
         stats: ExportStats::default(),
     };
-    // the writer's id of each channel, by order of first use
+    // the file's id of each channel, by order of first use
     let mut ids: Vec<u16> = Vec::new();
+    let mut envelope = Vec::with_capacity(1024);
     let (input_bytes, spell) = pipelined(
         input,
         staged.out(),
@@ -309,34 +309,27 @@ pub(crate) fn write(
         |spell, batch: &mut Messages, item| spell.add(batch, item),
         |batch: &mut Messages| {
             for c in &batch.channels {
-                // the writer gives a schema already added its existing id
-                let schema_id = w
-                    .add_schema(&c.schema_name, "jsonschema", c.schema.as_bytes())
-                    .map_err(mcap_err)?;
-                let id = w
-                    .add_channel(schema_id, &c.name, "json", &BTreeMap::new())
-                    .map_err(mcap_err)?;
-                ids.push(id);
+                let schema_id = w.schema(&c.schema_name, "jsonschema", c.schema.as_bytes());
+                ids.push(w.channel(schema_id, &c.name, "json").map_err(mcap_err)?);
             }
             for m in &batch.messages {
-                let t = nanos(m.ts_ms);
-                let data = &batch.bytes[m.start..m.start + m.len];
-                w.write_to_known_channel(
-                    &MessageHeader {
-                        channel_id: ids[m.channel],
-                        sequence: m.sequence,
-                        log_time: t,
-                        publish_time: t,
-                    },
-                    data,
-                )
-                .map_err(mcap_err)?;
+                let mut data = &batch.bytes[m.start..m.start + m.len];
+                if let Some(offset) = m.envelope_at {
+                    envelope.clear();
+                    json::write_json(data, &mut envelope).map_err(|err| ExportError::Record {
+                        path: input.to_owned(),
+                        offset,
+                        reason: format!("envelope has no JSON form: {err}"),
+                    })?;
+                    data = &envelope;
+                }
+                w.message(ids[m.channel], m.sequence, nanos(m.ts_ms), data)
+                    .map_err(mcap_err)?;
             }
             Ok(())
         },
     )?;
-    w.finish().map_err(mcap_err)?;
-    let mut file = w.into_inner();
+    let mut file = w.finish().map_err(mcap_err)?;
     file.flush().map_err(|e| staged.io(e))?;
     let mut stats = spell.stats;
     stats.input_bytes = input_bytes;

@@ -25,6 +25,7 @@ pub mod import;
 pub mod json;
 pub mod jsonl;
 pub mod mcap;
+mod mcap_file;
 mod output;
 mod source;
 pub mod sqlite;
