@@ -533,7 +533,8 @@ fn import_from(
             )
         };
         let c = &row.cells;
-        match row.rank {
+        // an event's topic and key, or None for a snapshot
+        let event = match row.rank {
             0 => {
                 let path = text(&c[0]).ok_or_else(|| bad("path is not text".into()))?;
                 let value = real(&c[1]).ok_or_else(|| bad("value is not a number".into()))?;
@@ -551,13 +552,7 @@ fn import_from(
                     w::opt_f64(&mut enc.buf, real(&c[2]));
                 }
                 enc.tail(actor, &producer);
-                writer
-                    .append_event("noise.params", Some(path), &enc.buf)
-                    .map_err(|e| match e {
-                        crate::session::WriteError::InvalidEnvelope(r) => bad(r),
-                        other => write_err(other),
-                    })?;
-                stats.events += 1;
+                Some(("noise.params", std::borrow::Cow::Borrowed(path)))
             }
             1 => {
                 let bus = integer(&c[0]).ok_or_else(|| bad("bus is not an integer".into()))?;
@@ -584,13 +579,7 @@ fn import_from(
                     w::str(&mut enc.buf, s);
                 }
                 enc.tail(Some(&actor), &producer);
-                writer
-                    .append_event("noise.mod", Some(&path), &enc.buf)
-                    .map_err(|e| match e {
-                        crate::session::WriteError::InvalidEnvelope(r) => bad(r),
-                        other => write_err(other),
-                    })?;
-                stats.events += 1;
+                Some(("noise.mod", std::borrow::Cow::Owned(path)))
             }
             2 => {
                 let event_type = text(&c[0]).ok_or_else(|| bad("type is not text".into()))?;
@@ -621,13 +610,7 @@ fn import_from(
                     json::json_to_msgpack(v, &mut enc.buf);
                 }
                 enc.tail(actor, &producer);
-                writer
-                    .append_event("noise.events", Some(event_type), &enc.buf)
-                    .map_err(|e| match e {
-                        crate::session::WriteError::InvalidEnvelope(r) => bad(r),
-                        other => write_err(other),
-                    })?;
-                stats.events += 1;
+                Some(("noise.events", std::borrow::Cow::Borrowed(event_type)))
             }
             _ => {
                 let state = text(&c[0]).ok_or_else(|| bad("state is not text".into()))?;
@@ -638,7 +621,17 @@ fn import_from(
                     .append_snapshot_state(row.ts, &entries)
                     .map_err(write_err)?;
                 stats.snapshots += 1;
+                None
             }
+        };
+        if let Some((topic, key)) = event {
+            writer
+                .append_event(topic, Some(&key), &enc.buf)
+                .map_err(|e| match e {
+                    crate::session::WriteError::InvalidEnvelope(r) => bad(r),
+                    other => write_err(other),
+                })?;
+            stats.events += 1;
         }
         done += 1;
         if done % PROGRESS_EVERY == 0 {

@@ -21,7 +21,7 @@ use std::path::Path;
 
 use super::mcap_file::{McapFile, McapFileError};
 use super::output::Staged;
-use super::source::{pipelined, Batch, Item};
+use super::source::{pipelined, snapshot_state_json, Batch, Item};
 use super::{json, Control, ExportError, ExportOptions, ExportStats};
 use crate::envelope::{BodyView, Topic};
 
@@ -174,11 +174,7 @@ impl Spell<'_> {
                 msg.extend_from_slice(b"{\"ts_ms\":");
                 json::write_int(msg, ts_ms);
                 msg.extend_from_slice(b",\"state\":");
-                json::write_json(state, msg).map_err(|e| ExportError::Record {
-                    path: self.input.to_owned(),
-                    offset,
-                    reason: format!("snapshot state: {e}"),
-                })?;
+                snapshot_state_json(self.input, offset, state, msg)?;
                 msg.push(b'}');
                 let c = self.channel(batch, SNAPSHOT_CHANNEL, "integr8tor.Snapshot", || {
                     SNAPSHOT_SCHEMA.to_owned()

@@ -135,6 +135,23 @@ impl<'a> Event<'a> {
     }
 }
 
+/// Appends a snapshot's `state` map as a JSON object (path → value); an
+/// error names the record.
+pub(crate) fn snapshot_state_json(
+    input: &Path,
+    offset: u64,
+    state: &[u8],
+    out: &mut Vec<u8>,
+) -> Result<(), ExportError> {
+    json::write_json(state, out)
+        .map(drop)
+        .map_err(|e| ExportError::Record {
+            path: input.to_owned(),
+            offset,
+            reason: format!("snapshot state: {e}"),
+        })
+}
+
 /// Does this record pass the options' time and topic filters?
 fn wanted_ts(opts: &ExportOptions, ts: i64) -> bool {
     opts.from.is_none_or(|f| ts >= f) && opts.to.is_none_or(|t| ts <= t)

@@ -28,8 +28,8 @@ use std::path::Path;
 use rusqlite::{params, Connection};
 
 use super::output::Staged;
-use super::source::{pipelined, Batch, Item};
-use super::{json, Control, ExportError, ExportOptions, ExportStats};
+use super::source::{pipelined, snapshot_state_json, Batch, Item};
+use super::{Control, ExportError, ExportOptions, ExportStats};
 use crate::envelope::BodyView;
 
 /// The `format` value in the `session` table of databases this module writes.
@@ -157,11 +157,7 @@ impl Decode<'_> {
                 ..
             } => {
                 self.json.clear();
-                json::write_json(state, &mut self.json).map_err(|e| ExportError::Record {
-                    path: self.input.to_owned(),
-                    offset,
-                    reason: format!("snapshot state: {e}"),
-                })?;
+                snapshot_state_json(self.input, offset, state, &mut self.json)?;
                 let state = rows.put_bytes(&self.json);
                 rows.rows.push(Row::Snapshot { ts: ts_ms, state });
                 self.stats.snapshots += 1;
