@@ -239,6 +239,22 @@ fn mcap_reads_back_with_the_mcap_crates_reader_crcs_checked() {
         }
     }
     assert_eq!(indexed, total, "every message is indexed");
+
+    // nothing in range: still a whole file, with a summary and no chunks
+    let empty = dir.path().join("empty.mcap");
+    export_ok(&[
+        "export",
+        s(&fixture("small-60s.msgpack")),
+        s(&empty),
+        "--from",
+        "99999999999999",
+    ]);
+    let bytes = std::fs::read(&empty).unwrap();
+    let stream = MessageStream::new_with_options(&bytes, Options::ValidateChunkCrcs.into());
+    assert_eq!(stream.unwrap().count(), 0);
+    let summary = Summary::read(&bytes).unwrap().expect("a summary section");
+    assert_eq!(summary.stats.unwrap().message_count, 0);
+    assert!(summary.chunk_indexes.is_empty());
 }
 
 #[test]
