@@ -238,11 +238,9 @@ impl Decode<'_> {
 
 /// The pragmas for the fresh output file. It is renamed into place only
 /// when complete, so no journal is needed for safety; without one the
-/// inserts go at SQLite's full speed. `threads` lets the index builds sort
-/// on a second thread.
+/// inserts go at SQLite's full speed.
 const PRAGMAS: &str = "PRAGMA page_size=65536; PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF; \
-     PRAGMA locking_mode=EXCLUSIVE; PRAGMA temp_store=MEMORY; PRAGMA cache_size=-65536; \
-     PRAGMA threads=2;";
+     PRAGMA locking_mode=EXCLUSIVE; PRAGMA temp_store=MEMORY; PRAGMA cache_size=-65536;";
 
 pub(crate) fn write(
     input: &Path,
