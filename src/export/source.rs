@@ -1,7 +1,8 @@
 //! The session iteration every export shares: the file streamed in file
-//! order, records filtered by time and topic, envelopes decoded in place,
-//! progress and cancel checked every few thousand records, and a truncated
-//! tail turned into an error (an export is all of a file or nothing).
+//! order on a reader thread, records filtered by time and topic, envelopes
+//! decoded in place and handed to the writing thread in batches, progress
+//! and cancel checked every few thousand records, and a truncated tail
+//! turned into an error (an export is all of a file or nothing).
 
 use std::borrow::Cow;
 use std::path::Path;
@@ -165,25 +166,6 @@ fn wants_snapshots(opts: &ExportOptions) -> bool {
     wanted_topic(opts, b"noise.params")
 }
 
-/// Streams `input`, calling `each` on every record that passes the filters.
-/// Returns the number of input bytes read. `out` names the output in
-/// progress messages and errors.
-pub(crate) fn each_record(
-    input: &Path,
-    out: &Path,
-    opts: &ExportOptions,
-    ctl: &mut Control<'_>,
-    mut each: impl FnMut(Item<'_>) -> Result<(), ExportError>,
-) -> Result<u64, ExportError> {
-    scan(
-        input,
-        opts,
-        ctl,
-        |ctl, p| ctl.tick(p, out),
-        |_, item| each(item),
-    )
-}
-
 /// A batch of converted records that a reader thread fills and the writing
 /// thread drains (see [`pipelined`]).
 pub(crate) trait Batch: Default + Send {
@@ -196,10 +178,10 @@ pub(crate) trait Batch: Default + Send {
 /// stays small (a batch holds at most [`PROGRESS_EVERY`] records).
 const BATCHES_IN_FLIGHT: usize = 4;
 
-/// [`each_record`] on two threads: a reader thread streams `input` and
-/// `fill`s batches with what the format needs of each record (decoded,
+/// Streams `input` on two threads: a reader thread `fill`s batches with what
+/// the format needs of each record that passes the filters (decoded,
 /// converted, spelled), and the calling thread `drain`s each batch into the
-/// output, so that the decoding and the format library's own work overlap.
+/// output, so that the decoding and the format's own work overlap.
 /// Progress and cancel are checked on the calling thread after each batch.
 /// `fill` keeps its state in `reading`, which comes back with the input
 /// bytes read.
@@ -265,7 +247,7 @@ where
     })
 }
 
-/// The loop under [`each_record`] and [`pipelined`]: `each` on every record
+/// The reader thread's loop under [`pipelined`]: `each` on every record
 /// that passes the filters, `tick` with the progress every
 /// [`PROGRESS_EVERY`] records and at both ends, both given `state`.
 fn scan<S>(
