@@ -9,9 +9,10 @@
 //! liblz4's streaming update with its checksum and bound computations. With
 //! two messages a record that is most of an export's time. Here a chunk's
 //! records are appended to a buffer, and the whole chunk is compressed in
-//! one call when it is full (an lz4 frame without block checksums, which
+//! one call when it is full: an lz4 frame without block checksums, which
 //! MCAP readers expect, and without a content checksum, as the chunk's own
-//! CRC covers the same bytes).
+//! CRC covers the same bytes; its blocks are independent and up to 4 MiB
+//! (a tenth less CPU than linked 64 KiB blocks, and a slightly smaller file).
 //!
 //! The CRCs are those of the specification: each chunk's uncompressed
 //! records, the data section (from the first magic byte) in the data end
@@ -217,6 +218,8 @@ impl<W: Write> McapFile<W> {
         // the chunk's CRC covers its records, so the frame has no checksums
         let mut enc = lz4::EncoderBuilder::new()
             .checksum(lz4::ContentChecksum::NoChecksum)
+            .block_size(lz4::BlockSize::Max4MB)
+            .block_mode(lz4::BlockMode::Independent)
             .block_checksum(lz4::liblz4::BlockChecksum::NoBlockChecksum)
             .build(buf)?;
         enc.write_all(&self.chunk)?;
