@@ -15,7 +15,8 @@
 //! Log and publish time are the record's `ts_ms` (in nanoseconds, as MCAP
 //! counts); each channel numbers its messages from 1.
 
-use std::collections::HashMap;
+// foldhash: channel names are looked up twice a record
+use hashbrown::HashMap;
 use std::io::{BufWriter, Write};
 use std::path::Path;
 
