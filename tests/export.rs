@@ -193,6 +193,70 @@ fn mcap_passes_the_mcap_reader_with_summary_indexes_and_json_channels() {
     }
 }
 
+/// The MCAP export read back with the `mcap` crate's own reader, chunk CRCs
+/// checked: the summary's statistics count what the stream holds, and each
+/// chunk's message indexes lead to its messages.
+#[test]
+fn mcap_reads_back_with_the_mcap_crates_reader_crcs_checked() {
+    use mcap::read::{MessageStream, Options, Summary};
+    let facts = small_facts();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("small.mcap");
+    export_ok(&["export", s(&fixture("small-60s.msgpack")), s(&out)]);
+    let bytes = std::fs::read(&out).unwrap();
+    let mut by_channel: std::collections::HashMap<u16, u64> = Default::default();
+    let mut total = 0u64;
+    for m in MessageStream::new_with_options(&bytes, Options::ValidateChunkCrcs.into()).unwrap() {
+        let m = m.expect("a valid message");
+        assert!(serde_json::from_slice::<Value>(&m.data).is_ok());
+        *by_channel.entry(m.channel.id).or_default() += 1;
+        total += 1;
+    }
+    let summary = Summary::read(&bytes).unwrap().expect("a summary section");
+    let stats = summary.stats.as_ref().expect("statistics");
+    assert_eq!(stats.message_count, total);
+    let events = facts["event_records"].as_u64().unwrap();
+    let snaps = facts["snapshot_records"].as_u64().unwrap();
+    let params = facts["by_topic"]["noise.params"].as_u64().unwrap();
+    let mods = facts["by_topic"]["noise.mod"].as_u64().unwrap();
+    assert_eq!(total, events + snaps + params + mods);
+    let counts: std::collections::HashMap<u16, u64> =
+        stats.channel_message_counts.clone().into_iter().collect();
+    assert_eq!(counts, by_channel);
+    assert_eq!(stats.channel_count as usize, summary.channels.len());
+    assert_eq!(stats.chunk_count as usize, summary.chunk_indexes.len());
+    assert!(summary.chunk_indexes.len() >= 2, "several chunks");
+    let mut indexed = 0u64;
+    for chunk in &summary.chunk_indexes {
+        let indexes = summary.read_message_indexes(&bytes, chunk).unwrap();
+        for (channel, entries) in &indexes {
+            indexed += entries.len() as u64;
+            let last = entries.last().unwrap();
+            let m = summary.seek_message(&bytes, chunk, last).unwrap();
+            assert_eq!(m.channel.id, channel.id);
+            assert_eq!(m.log_time, last.log_time);
+            assert!((chunk.message_start_time..=chunk.message_end_time).contains(&m.log_time));
+        }
+    }
+    assert_eq!(indexed, total, "every message is indexed");
+
+    // nothing in range: still a whole file, with a summary and no chunks
+    let empty = dir.path().join("empty.mcap");
+    export_ok(&[
+        "export",
+        s(&fixture("small-60s.msgpack")),
+        s(&empty),
+        "--from",
+        "99999999999999",
+    ]);
+    let bytes = std::fs::read(&empty).unwrap();
+    let stream = MessageStream::new_with_options(&bytes, Options::ValidateChunkCrcs.into());
+    assert_eq!(stream.unwrap().count(), 0);
+    let summary = Summary::read(&bytes).unwrap().expect("a summary section");
+    assert_eq!(summary.stats.unwrap().message_count, 0);
+    assert!(summary.chunk_indexes.is_empty());
+}
+
 #[test]
 fn jsonl_has_every_record_spelled_as_the_envelope_json() {
     let facts = small_facts();

@@ -34,6 +34,11 @@ def records(path):
             yield rec
 
 
+def text(x):
+    """A string field: old producers send strings as bin (FORMATS.md)."""
+    return x.decode("utf-8", "replace") if isinstance(x, bytes) else x
+
+
 def data_json(topic, d):
     defined = OWN.get(topic, COMMON | {"path"})
     own = {k: v for k, v in d.items() if k not in defined}
@@ -59,11 +64,11 @@ def export_csv(src, out):
             if rec.get("type") != "event":
                 continue
             topic, d = rec["topic"], rec["data"]
-            name = d.get("path", d.get("type", d.get("key", "")))
+            name = text(d.get("path", d.get("type", d.get("key", ""))))
             value = d.get("value", d.get("peak"))
             w.writerow([d["ts_ms"], iso(d["ts_ms"]), topic, name, fmt(value),
-                        fmt(d.get("value_mapped")), d.get("actor", ""), d["producer_id"],
-                        d["seq"], data_json(topic, d)])
+                        fmt(d.get("value_mapped")), text(d.get("actor", "")),
+                        text(d["producer_id"]), d["seq"], data_json(topic, d)])
             n += 1
     return n
 
@@ -121,15 +126,17 @@ def export_sqlite(src, out):
             continue
         topic, d = rec["topic"], rec["data"]
         ts = d["ts_ms"]
+        actor, producer = text(d.get("actor")), text(d["producer_id"])
         if topic == "noise.params":
-            put("params", (ts, d["path"], d["value"], d.get("value_mapped"), d.get("actor"),
-                           d["producer_id"], d["seq"]))
-            paths.add(d["path"])
+            path = text(d["path"])
+            put("params", (ts, path, d["value"], d.get("value_mapped"), actor, producer,
+                           d["seq"]))
+            paths.add(path)
         elif topic == "noise.mod":
-            put("mod", (ts, d["bus"], d["value"], d.get("source_type"), d.get("actor"),
-                        d["producer_id"], d["seq"]))
+            put("mod", (ts, d["bus"], d["value"], text(d.get("source_type")), actor, producer,
+                        d["seq"]))
         elif topic == "noise.events":
-            put("events", (ts, d["type"], d.get("actor"), d["producer_id"], d["seq"],
+            put("events", (ts, text(d["type"]), actor, producer, d["seq"],
                            data_json(topic, d) or None))
         else:
             continue
@@ -137,8 +144,8 @@ def export_sqlite(src, out):
         by_topic[topic] = by_topic.get(topic, 0) + 1
         first = ts if first is None else min(first, ts)
         last = ts if last is None else max(last, ts)
-        producers.setdefault(d["producer_id"], d.get("source"))
-        sessions.add(d["session_id"])
+        producers.setdefault(producer, text(d.get("source")))
+        sessions.add(text(d["session_id"]))
     for table, pending in rows.items():
         if pending:
             db.executemany(sql[table], pending)

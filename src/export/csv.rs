@@ -20,7 +20,7 @@ use std::io::{BufWriter, Write};
 use std::path::Path;
 
 use super::output::Staged;
-use super::source::{each_record, Item};
+use super::source::{pipelined, Batch, Item};
 use super::{json, Control, ExportError, ExportOptions, ExportStats};
 use crate::envelope::BodyView;
 
@@ -61,8 +61,91 @@ impl IsoTime {
             return; // outside chrono's range: no time text
         }
         out.extend_from_slice(self.prefix.as_bytes());
-        let _ = write!(out, ".{ms:03}Z");
+        let ms = ms as u32; // 0..=999
+        out.extend_from_slice(&[
+            b'.',
+            b'0' + (ms / 100) as u8,
+            b'0' + (ms / 10 % 10) as u8,
+            b'0' + (ms % 10) as u8,
+            b'Z',
+        ]);
     }
+}
+
+/// Where a field sits in a [`Rows`] batch's bytes.
+#[derive(Clone, Copy)]
+struct Span(usize, usize);
+
+/// One CSV row as decoded on the reader thread; its numbers are spelled,
+/// and the row quoted, on the writing thread.
+struct Row {
+    ts: i64,
+    seq: u64,
+    value: Option<f64>,
+    mapped: Option<f64>,
+    topic: Span,
+    name: Span,
+    actor: Span,
+    producer: Span,
+    data: Span,
+}
+
+#[derive(Default)]
+struct Rows {
+    bytes: Vec<u8>,
+    rows: Vec<Row>,
+}
+
+impl Batch for Rows {
+    fn clear(&mut self) {
+        self.bytes.clear();
+        self.rows.clear();
+    }
+}
+
+impl Rows {
+    fn put(&mut self, b: &[u8]) -> Span {
+        let at = self.bytes.len();
+        self.bytes.extend_from_slice(b);
+        Span(at, b.len())
+    }
+
+    fn get(&self, s: Span) -> &[u8] {
+        &self.bytes[s.0..s.0 + s.1]
+    }
+}
+
+/// The reader thread's side: an event record to a row.
+fn decode_row(stats: &mut ExportStats, rows: &mut Rows, item: Item<'_>) {
+    let Item::Event(e) = item else {
+        return;
+    };
+    let (value, mapped) = match e.view.as_ref().map(|v| v.body) {
+        Some(BodyView::Param {
+            value,
+            value_mapped,
+            ..
+        }) => (Some(value), value_mapped),
+        Some(BodyView::Mod { value, .. }) => (Some(value), None),
+        Some(BodyView::Audio { peak, .. }) => (Some(peak), None),
+        _ => (None, None),
+    };
+    let start = rows.bytes.len();
+    e.own_fields_json(&mut rows.bytes);
+    let data = Span(start, rows.bytes.len() - start);
+    let row = Row {
+        ts: e.fields.ts_ms,
+        seq: e.fields.seq,
+        value,
+        mapped,
+        topic: rows.put(e.topic.as_bytes()),
+        name: rows.put(e.name().as_bytes()),
+        actor: rows.put(e.actor().as_bytes()),
+        producer: rows.put(e.producer_id().as_bytes()),
+        data,
+    };
+    rows.rows.push(row);
+    stats.events += 1;
 }
 
 pub(crate) fn write(
@@ -78,68 +161,52 @@ pub(crate) fn write(
         other => staged.lib_error(format!("{other:?}")),
     };
     w.write_record(COLUMNS).map_err(csv_err)?;
-    let mut stats = ExportStats::default();
     let mut time = IsoTime::default();
-    let (mut ts, mut iso, mut value, mut mapped, mut seq, mut data) = (
-        Vec::new(),
-        Vec::new(),
-        Vec::new(),
-        Vec::new(),
-        Vec::new(),
-        Vec::new(),
-    );
-    stats.input_bytes = each_record(input, staged.out(), opts, ctl, |item| {
-        let Item::Event(e) = item else {
-            return Ok(());
-        };
-        for b in [
-            &mut ts,
-            &mut iso,
-            &mut value,
-            &mut mapped,
-            &mut seq,
-            &mut data,
-        ] {
-            b.clear();
-        }
-        json::write_int(&mut ts, e.fields.ts_ms);
-        time.write(e.fields.ts_ms, &mut iso);
-        let _ = write!(seq, "{}", e.fields.seq);
-        match e.view.as_ref().map(|v| v.body) {
-            Some(BodyView::Param {
-                value: v,
-                value_mapped,
-                ..
-            }) => {
-                json::write_f64(&mut value, v);
-                if let Some(m) = value_mapped {
+    let (mut ts, mut iso, mut value, mut mapped, mut seq) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    // decoding on a reader thread; spelling and quoting here
+    let (input_bytes, mut stats) = pipelined(
+        input,
+        staged.out(),
+        opts,
+        ctl,
+        ExportStats::default(),
+        |stats, rows: &mut Rows, item| {
+            decode_row(stats, rows, item);
+            Ok(())
+        },
+        |rows: &mut Rows| {
+            for r in &rows.rows {
+                for b in [&mut ts, &mut iso, &mut value, &mut mapped, &mut seq] {
+                    b.clear();
+                }
+                json::write_int(&mut ts, r.ts);
+                time.write(r.ts, &mut iso);
+                seq.extend_from_slice(itoa::Buffer::new().format(r.seq).as_bytes());
+                if let Some(v) = r.value {
+                    json::write_f64(&mut value, v);
+                }
+                if let Some(m) = r.mapped {
                     json::write_f64(&mut mapped, m);
                 }
+                w.write_record([
+                    &ts[..],
+                    &iso[..],
+                    rows.get(r.topic),
+                    rows.get(r.name),
+                    &value[..],
+                    &mapped[..],
+                    rows.get(r.actor),
+                    rows.get(r.producer),
+                    &seq[..],
+                    rows.get(r.data),
+                ])
+                .map_err(csv_err)?;
             }
-            Some(BodyView::Mod { value: v, .. }) => json::write_f64(&mut value, v),
-            Some(BodyView::Audio { peak, .. }) => json::write_f64(&mut value, peak),
-            _ => {}
-        }
-        e.own_fields_json(&mut data);
-        let actor = e.actor();
-        let producer = e.producer_id();
-        let name = e.name();
-        w.write_record([
-            &ts[..],
-            &iso[..],
-            e.topic.as_bytes(),
-            name.as_bytes(),
-            &value[..],
-            &mapped[..],
-            actor.as_bytes(),
-            producer.as_bytes(),
-            &seq[..],
-            &data[..],
-        ])
-        .map_err(csv_err)?;
-        stats.events += 1;
-        Ok(())
-    })?;
+            Ok(())
+        },
+    )?;
+    stats.input_bytes = input_bytes;
     stats.messages = stats.events;
     let mut file = w
         .into_inner()

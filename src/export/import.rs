@@ -138,6 +138,13 @@ fn col_or_null(cols: &[String], col: &str) -> String {
     }
 }
 
+/// A `SELECT` of `wanted` columns of `table` (`NULL` for each it lacks),
+/// then its rowid.
+fn select(table: &str, cols: &[String], wanted: &[&str]) -> String {
+    let list: Vec<String> = wanted.iter().map(|c| col_or_null(cols, c)).collect();
+    format!("SELECT {}, rowid FROM \"{table}\"", list.join(", "))
+}
+
 fn has_all(cols: &[String], want: &[&str]) -> bool {
     want.iter().all(|w| cols.iter().any(|c| c == w))
 }
@@ -308,6 +315,43 @@ pub fn import_sqlite(
         OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )
     .map_err(|e| not_recording(db, format!("cannot be opened as SQLite: {e}")))?;
+    let Some(cancel) = ctl.cancel else {
+        return import_from(&conn, db, out, force, ctl);
+    };
+    // SQLite's own long steps (sorting an unindexed table for the first
+    // row) see a cancel through the connection's interrupt
+    let interrupt = conn.get_interrupt_handle();
+    let (done_tx, done_rx) = crossbeam_channel::bounded::<()>(0);
+    std::thread::scope(|scope| {
+        scope.spawn(move || loop {
+            match done_rx.recv_timeout(std::time::Duration::from_millis(20)) {
+                Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
+                    if cancel.load(std::sync::atomic::Ordering::Relaxed) {
+                        interrupt.interrupt();
+                        return;
+                    }
+                }
+                _ => return,
+            }
+        });
+        let imported = import_from(&conn, db, out, force, ctl);
+        drop(done_tx);
+        match imported {
+            // what SQLite says of an interrupted step
+            Err(_) if ctl.cancelled() => Err(ExportError::Cancelled(out.to_owned())),
+            other => other,
+        }
+    })
+}
+
+/// [`import_sqlite`] on the opened database.
+fn import_from(
+    conn: &Connection,
+    db: &Path,
+    out: &Path,
+    force: bool,
+    ctl: &mut Control<'_>,
+) -> Result<ImportStats, ExportError> {
     let tables: Vec<String> = conn
         .prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")
         .and_then(|mut st| {
@@ -329,7 +373,7 @@ pub fn import_sqlite(
             format!("no `params` table; {wanted} ({has})"),
         ));
     }
-    let pcols = columns(&conn, "params").map_err(sql)?;
+    let pcols = columns(conn, "params").map_err(sql)?;
     let missing: Vec<&str> = REQUIRED
         .iter()
         .copied()
@@ -350,14 +394,14 @@ pub fn import_sqlite(
         ));
     }
     let has_mapped = pcols.iter().any(|c| c == "value_mapped");
-    let mcols = columns(&conn, "mod").map_err(sql)?;
-    let ecols = columns(&conn, "events").map_err(sql)?;
-    let scols = columns(&conn, "snapshots").map_err(sql)?;
+    let mcols = columns(conn, "mod").map_err(sql)?;
+    let ecols = columns(conn, "events").map_err(sql)?;
+    let scols = columns(conn, "snapshots").map_err(sql)?;
     let use_mod = has_all(&mcols, &["ts_ms", "bus", "value"]);
     let use_events = has_all(&ecols, &["ts_ms", "type"]);
     let use_snaps = has_all(&scols, &["ts_ms", "state"]);
 
-    let m = read_meta(&conn);
+    let m = read_meta(conn);
     let mut enc = Encoder {
         session_id: m
             .session_id
@@ -368,23 +412,36 @@ pub fn import_sqlite(
     };
 
     let mut queries: Vec<(String, u8, &'static str)> = vec![(
-        format!(
-            "SELECT ts_ms, path, value, {}, actor, {}, {}, rowid FROM params",
-            col_or_null(&pcols, "value_mapped"),
-            col_or_null(&pcols, "producer_id"),
-            col_or_null(&pcols, "seq")
+        select(
+            "params",
+            &pcols,
+            &[
+                "ts_ms",
+                "path",
+                "value",
+                "value_mapped",
+                "actor",
+                "producer_id",
+                "seq",
+            ],
         ),
         0,
         "params",
     )];
     if use_mod {
         queries.push((
-            format!(
-                "SELECT ts_ms, bus, value, {}, {}, {}, {}, rowid FROM mod",
-                col_or_null(&mcols, "source_type"),
-                col_or_null(&mcols, "actor"),
-                col_or_null(&mcols, "producer_id"),
-                col_or_null(&mcols, "seq")
+            select(
+                "mod",
+                &mcols,
+                &[
+                    "ts_ms",
+                    "bus",
+                    "value",
+                    "source_type",
+                    "actor",
+                    "producer_id",
+                    "seq",
+                ],
             ),
             1,
             "mod",
@@ -392,12 +449,10 @@ pub fn import_sqlite(
     }
     if use_events {
         queries.push((
-            format!(
-                "SELECT ts_ms, type, {}, {}, {}, {}, rowid FROM events",
-                col_or_null(&ecols, "actor"),
-                col_or_null(&ecols, "producer_id"),
-                col_or_null(&ecols, "seq"),
-                col_or_null(&ecols, "data")
+            select(
+                "events",
+                &ecols,
+                &["ts_ms", "type", "actor", "producer_id", "seq", "data"],
             ),
             2,
             "events",
@@ -405,7 +460,7 @@ pub fn import_sqlite(
     }
     if use_snaps {
         queries.push((
-            "SELECT ts_ms, state, rowid FROM snapshots".to_owned(),
+            select("snapshots", &scols, &["ts_ms", "state"]),
             3,
             "snapshots",
         ));
@@ -478,7 +533,8 @@ pub fn import_sqlite(
             )
         };
         let c = &row.cells;
-        match row.rank {
+        // an event's topic and key, or None for a snapshot
+        let event = match row.rank {
             0 => {
                 let path = text(&c[0]).ok_or_else(|| bad("path is not text".into()))?;
                 let value = real(&c[1]).ok_or_else(|| bad("value is not a number".into()))?;
@@ -496,13 +552,7 @@ pub fn import_sqlite(
                     w::opt_f64(&mut enc.buf, real(&c[2]));
                 }
                 enc.tail(actor, &producer);
-                writer
-                    .append_event("noise.params", Some(path), &enc.buf)
-                    .map_err(|e| match e {
-                        crate::session::WriteError::InvalidEnvelope(r) => bad(r),
-                        other => write_err(other),
-                    })?;
-                stats.events += 1;
+                Some(("noise.params", std::borrow::Cow::Borrowed(path)))
             }
             1 => {
                 let bus = integer(&c[0]).ok_or_else(|| bad("bus is not an integer".into()))?;
@@ -529,13 +579,7 @@ pub fn import_sqlite(
                     w::str(&mut enc.buf, s);
                 }
                 enc.tail(Some(&actor), &producer);
-                writer
-                    .append_event("noise.mod", Some(&path), &enc.buf)
-                    .map_err(|e| match e {
-                        crate::session::WriteError::InvalidEnvelope(r) => bad(r),
-                        other => write_err(other),
-                    })?;
-                stats.events += 1;
+                Some(("noise.mod", std::borrow::Cow::Owned(path)))
             }
             2 => {
                 let event_type = text(&c[0]).ok_or_else(|| bad("type is not text".into()))?;
@@ -566,13 +610,7 @@ pub fn import_sqlite(
                     json::json_to_msgpack(v, &mut enc.buf);
                 }
                 enc.tail(actor, &producer);
-                writer
-                    .append_event("noise.events", Some(event_type), &enc.buf)
-                    .map_err(|e| match e {
-                        crate::session::WriteError::InvalidEnvelope(r) => bad(r),
-                        other => write_err(other),
-                    })?;
-                stats.events += 1;
+                Some(("noise.events", std::borrow::Cow::Borrowed(event_type)))
             }
             _ => {
                 let state = text(&c[0]).ok_or_else(|| bad("state is not text".into()))?;
@@ -583,7 +621,17 @@ pub fn import_sqlite(
                     .append_snapshot_state(row.ts, &entries)
                     .map_err(write_err)?;
                 stats.snapshots += 1;
+                None
             }
+        };
+        if let Some((topic, key)) = event {
+            writer
+                .append_event(topic, Some(&key), &enc.buf)
+                .map_err(|e| match e {
+                    crate::session::WriteError::InvalidEnvelope(r) => bad(r),
+                    other => write_err(other),
+                })?;
+            stats.events += 1;
         }
         done += 1;
         if done % PROGRESS_EVERY == 0 {

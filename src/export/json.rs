@@ -92,7 +92,7 @@ pub fn write_value(c: &mut Cursor<'_>, out: &mut Vec<u8>, depth: usize) -> Resul
                 }
                 Err(DecodeError::Range { .. }) => {
                     let v = c.read_u64()?;
-                    out.extend_from_slice(v.to_string().as_bytes());
+                    out.extend_from_slice(itoa::Buffer::new().format(v).as_bytes());
                 }
                 Err(e) => return Err(e.into()),
             }
@@ -185,8 +185,8 @@ fn ext_parts(raw: &[u8]) -> (i8, &[u8]) {
 
 /// An integer as JSON.
 pub fn write_int(out: &mut Vec<u8>, v: i64) {
-    use std::io::Write;
-    let _ = write!(out, "{v}");
+    let mut b = itoa::Buffer::new();
+    out.extend_from_slice(b.format(v).as_bytes());
 }
 
 /// A float as JSON: the shortest text that reads back as the same value,
@@ -200,12 +200,18 @@ pub fn write_f64(out: &mut Vec<u8>, v: f64) {
     }
 }
 
+/// Is every byte printable ASCII that JSON takes as it is? (No early exit,
+/// so the loop is vectorised.)
+#[inline]
+fn is_plain(b: &[u8]) -> bool {
+    b.iter().fold(true, |ok, &c| {
+        ok & (0x20..0x7f).contains(&c) & (c != b'"') & (c != b'\\')
+    })
+}
+
 /// A string as a JSON string literal.
 pub fn write_str(out: &mut Vec<u8>, s: &str) {
-    let plain = s
-        .bytes()
-        .all(|b| b >= 0x20 && b != b'"' && b != b'\\' && b != 0x7f);
-    if plain {
+    if is_plain(s.as_bytes()) {
         // the common case: nothing to escape
         out.reserve(s.len() + 2);
         out.push(b'"');
@@ -220,6 +226,14 @@ pub fn write_str(out: &mut Vec<u8>, s: &str) {
 /// Bytes of a str or bin value: a JSON string when UTF-8, an array of byte
 /// values otherwise.
 fn write_bytes_as_str(out: &mut Vec<u8>, b: &[u8]) {
+    if is_plain(b) {
+        // plain ASCII is UTF-8 with nothing to escape: one pass, one copy
+        out.reserve(b.len() + 2);
+        out.push(b'"');
+        out.extend_from_slice(b);
+        out.push(b'"');
+        return;
+    }
     match std::str::from_utf8(b) {
         Ok(s) => write_str(out, s),
         Err(_) => write_byte_array(out, b),
@@ -314,6 +328,12 @@ mod tests {
         assert_eq!(json(&Value::F64(0.1)), "0.1");
         assert_eq!(json(&Value::F64(f64::NAN)), "null");
         assert_eq!(json(&Value::from("a\"b\n")), r#""a\"b\n""#);
+        assert_eq!(json(&Value::from("Größe é")), "\"Größe é\"");
+        assert_eq!(json(&Value::from("a\\b\u{1}")), r#""a\\b\u0001""#);
+        assert_eq!(
+            json(&Value::Binary("bin é".as_bytes().to_vec())),
+            "\"bin é\""
+        );
         assert_eq!(json(&Value::Binary(b"note_on".to_vec())), r#""note_on""#);
         assert_eq!(json(&Value::Binary(vec![0xff, 1])), "[255,1]");
         assert_eq!(

@@ -12,8 +12,23 @@ use std::io::{BufWriter, Write};
 use std::path::Path;
 
 use super::output::Staged;
-use super::source::{each_record, Item};
+use super::source::{pipelined, Batch, Item};
 use super::{json, Control, ExportError, ExportOptions, ExportStats};
+
+/// Records as they are in the file, to be spelled on the writing thread.
+#[derive(Default)]
+struct Records {
+    bytes: Vec<u8>,
+    /// Each record's end in `bytes` and its offset in the file.
+    ends: Vec<(usize, u64)>,
+}
+
+impl Batch for Records {
+    fn clear(&mut self) {
+        self.bytes.clear();
+        self.ends.clear();
+    }
+}
 
 pub(crate) fn write(
     input: &Path,
@@ -22,28 +37,48 @@ pub(crate) fn write(
     ctl: &mut Control<'_>,
 ) -> Result<ExportStats, ExportError> {
     let mut file = BufWriter::with_capacity(1 << 20, staged.file()?);
-    let mut stats = ExportStats::default();
     let mut line = Vec::with_capacity(1024);
-    stats.input_bytes = each_record(input, staged.out(), opts, ctl, |item| {
-        line.clear();
-        let (raw, offset) = match item {
-            Item::Event(e) => {
-                stats.events += 1;
-                (e.raw, e.offset)
+    // the reader thread picks the records; the JSON is spelled here
+    let (input_bytes, mut stats) = pipelined(
+        input,
+        staged.out(),
+        opts,
+        ctl,
+        ExportStats::default(),
+        |stats, batch: &mut Records, item| {
+            let (raw, offset) = match item {
+                Item::Event(e) => {
+                    stats.events += 1;
+                    (e.raw, e.offset)
+                }
+                Item::Snapshot { raw, offset, .. } => {
+                    stats.snapshots += 1;
+                    (raw, offset)
+                }
+            };
+            batch.bytes.extend_from_slice(raw);
+            batch.ends.push((batch.bytes.len(), offset));
+            Ok(())
+        },
+        |batch: &mut Records| {
+            let mut start = 0;
+            for &(end, offset) in &batch.ends {
+                line.clear();
+                json::write_json(&batch.bytes[start..end], &mut line).map_err(|e| {
+                    ExportError::Record {
+                        path: input.to_owned(),
+                        offset,
+                        reason: format!("no JSON form: {e}"),
+                    }
+                })?;
+                line.push(b'\n');
+                file.write_all(&line).map_err(|e| staged.io(e))?;
+                start = end;
             }
-            Item::Snapshot { raw, offset, .. } => {
-                stats.snapshots += 1;
-                (raw, offset)
-            }
-        };
-        json::write_json(raw, &mut line).map_err(|e| ExportError::Record {
-            path: input.to_owned(),
-            offset,
-            reason: format!("no JSON form: {e}"),
-        })?;
-        line.push(b'\n');
-        file.write_all(&line).map_err(|e| staged.io(e))
-    })?;
+            Ok(())
+        },
+    )?;
+    stats.input_bytes = input_bytes;
     stats.messages = stats.events + stats.snapshots;
     file.flush().map_err(|e| staged.io(e))?;
     Ok(stats)

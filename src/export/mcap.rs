@@ -15,15 +15,14 @@
 //! Log and publish time are the record's `ts_ms` (in nanoseconds, as MCAP
 //! counts); each channel numbers its messages from 1.
 
-use std::collections::{BTreeMap, HashMap};
+// foldhash: channel names are looked up twice a record
+use hashbrown::HashMap;
 use std::io::{BufWriter, Write};
 use std::path::Path;
 
-use ::mcap::records::MessageHeader;
-use ::mcap::{Compression, WriteOptions, Writer};
-
+use super::mcap_file::{McapFile, McapFileError};
 use super::output::Staged;
-use super::source::{each_record, Item};
+use super::source::{pipelined, snapshot_state_json, Batch, Item};
 use super::{json, Control, ExportError, ExportOptions, ExportStats};
 use crate::envelope::{BodyView, Topic};
 
@@ -56,34 +55,219 @@ pub const SNAPSHOT_CHANNEL: &str = "/snapshot";
 
 /// A channel and how many messages it has.
 struct Channel {
-    id: u16,
+    /// Numbered in order of first use from 0 (not the writer's id).
+    id: usize,
     count: u32,
 }
 
-struct Channels {
-    by_name: HashMap<String, Channel>,
+/// A channel first used in a batch: made by the writing thread before the
+/// batch's messages are written.
+struct NewChannel {
+    name: String,
+    schema_name: String,
+    schema: String,
 }
 
-impl Channels {
-    /// The channel `name`, made with `schema` on first use; returns its id
-    /// and the message's sequence number.
-    fn get<W: Write + std::io::Seek>(
+/// One message of a batch: its bytes are `bytes[start..start + len]`.
+struct Msg {
+    /// The channel, numbered in order of first use from 0.
+    channel: usize,
+    sequence: u32,
+    ts_ms: i64,
+    start: usize,
+    len: usize,
+    /// Where the bytes are a record's envelope in MessagePack, to be
+    /// spelled as JSON by the writing thread: the record's offset.
+    envelope_at: Option<u64>,
+}
+
+/// Messages spelled on the reader thread, written on the writing thread.
+#[derive(Default)]
+struct Messages {
+    channels: Vec<NewChannel>,
+    bytes: Vec<u8>,
+    messages: Vec<Msg>,
+}
+
+impl Batch for Messages {
+    fn clear(&mut self) {
+        self.channels.clear();
+        self.bytes.clear();
+        self.messages.clear();
+    }
+}
+
+impl Messages {
+    /// Ends the message whose bytes were appended since `start`.
+    fn push(&mut self, (channel, sequence): (usize, u32), ts_ms: i64, start: usize) {
+        self.messages.push(Msg {
+            channel,
+            sequence,
+            ts_ms,
+            start,
+            len: self.bytes.len() - start,
+            envelope_at: None,
+        });
+    }
+}
+
+/// The reader thread's side: channels by name, and what has been spelled.
+struct Spell<'p> {
+    input: &'p Path,
+    by_name: HashMap<String, Channel>,
+    name: String,
+    stats: ExportStats,
+}
+
+impl Spell<'_> {
+    /// The channel `name` (made with `schema` on first use, announced in
+    /// `batch`) and the message's sequence number.
+    fn channel(
         &mut self,
-        w: &mut Writer<W>,
+        batch: &mut Messages,
         name: &str,
         schema_name: &str,
         schema: impl FnOnce() -> String,
-    ) -> Result<(u16, u32), ::mcap::McapError> {
+    ) -> (usize, u32) {
         if let Some(c) = self.by_name.get_mut(name) {
             c.count += 1;
-            return Ok((c.id, c.count));
+            return (c.id, c.count);
         }
-        // the writer gives a schema already added its existing id
-        let schema_id = w.add_schema(schema_name, "jsonschema", schema().as_bytes())?;
-        let id = w.add_channel(schema_id, name, "json", &BTreeMap::new())?;
+        let id = self.by_name.len();
+        batch.channels.push(NewChannel {
+            name: name.to_owned(),
+            schema_name: schema_name.to_owned(),
+            schema: schema(),
+        });
         self.by_name
             .insert(name.to_owned(), Channel { id, count: 1 });
-        Ok((id, 1))
+        (id, 1)
+    }
+
+    /// The path channel (`/param/...`, `/mod/...`) of a record.
+    fn path_channel(
+        &mut self,
+        batch: &mut Messages,
+        prefix: &str,
+        path: &str,
+        schema_name: &'static str,
+        schema: &'static str,
+    ) -> (usize, u32) {
+        let mut name = std::mem::take(&mut self.name);
+        name.clear();
+        name.push_str(prefix);
+        name.push_str(path);
+        let c = self.channel(batch, &name, schema_name, || schema.to_owned());
+        self.name = name;
+        c
+    }
+
+    fn add(&mut self, batch: &mut Messages, item: Item<'_>) -> Result<(), ExportError> {
+        match item {
+            Item::Snapshot {
+                ts_ms,
+                state,
+                offset,
+                ..
+            } => {
+                let start = batch.bytes.len();
+                let msg = &mut batch.bytes;
+                msg.extend_from_slice(b"{\"ts_ms\":");
+                json::write_int(msg, ts_ms);
+                msg.extend_from_slice(b",\"state\":");
+                snapshot_state_json(self.input, offset, state, msg)?;
+                msg.push(b'}');
+                let c = self.channel(batch, SNAPSHOT_CHANNEL, "integr8tor.Snapshot", || {
+                    SNAPSHOT_SCHEMA.to_owned()
+                });
+                batch.push(c, ts_ms, start);
+                self.stats.snapshots += 1;
+                self.stats.messages += 1;
+            }
+            Item::Event(e) => {
+                let ts = e.fields.ts_ms;
+                // the envelope as it is: the writing thread spells it, which
+                // shares the work between the two threads
+                let start = batch.bytes.len();
+                batch.bytes.extend_from_slice(e.data);
+                let known = e.known_topic();
+                let c = match self.by_name.get_mut(&*e.topic) {
+                    Some(c) => {
+                        c.count += 1;
+                        (c.id, c.count)
+                    }
+                    None => {
+                        let name = e.topic.clone().into_owned();
+                        // a topic's schema is named after it
+                        self.channel(batch, &name, &name, || topic_schema(known))
+                    }
+                };
+                batch.push(c, ts, start);
+                if let Some(m) = batch.messages.last_mut() {
+                    m.envelope_at = Some(e.offset);
+                }
+                self.stats.messages += 1;
+                match e.view.as_ref().map(|v| v.body) {
+                    Some(BodyView::Param {
+                        path,
+                        value,
+                        value_mapped,
+                        ..
+                    }) => {
+                        let start = batch.bytes.len();
+                        let small = &mut batch.bytes;
+                        small.extend_from_slice(b"{\"value\":");
+                        json::write_f64(small, value);
+                        small.extend_from_slice(b",\"value_mapped\":");
+                        match value_mapped {
+                            Some(m) => json::write_f64(small, m),
+                            None => small.extend_from_slice(b"null"),
+                        }
+                        small.extend_from_slice(b",\"actor\":");
+                        json::write_str(small, &e.actor());
+                        small.push(b'}');
+                        let c = self.path_channel(
+                            batch,
+                            "/param/",
+                            path,
+                            "integr8tor.ParamValue",
+                            PARAM_SCHEMA,
+                        );
+                        batch.push(c, ts, start);
+                        self.stats.messages += 1;
+                    }
+                    Some(BodyView::Mod {
+                        path,
+                        value,
+                        source_type,
+                        ..
+                    }) => {
+                        let start = batch.bytes.len();
+                        let small = &mut batch.bytes;
+                        small.extend_from_slice(b"{\"value\":");
+                        json::write_f64(small, value);
+                        small.extend_from_slice(b",\"source_type\":");
+                        match source_type {
+                            Some(s) => json::write_str(small, s),
+                            None => small.extend_from_slice(b"null"),
+                        }
+                        small.push(b'}');
+                        let c = self.path_channel(
+                            batch,
+                            "/mod/",
+                            path,
+                            "integr8tor.ModValue",
+                            MOD_SCHEMA,
+                        );
+                        batch.push(c, ts, start);
+                        self.stats.messages += 1;
+                    }
+                    _ => {}
+                }
+                self.stats.events += 1;
+            }
+        }
+        Ok(())
     }
 }
 
@@ -97,148 +281,54 @@ pub(crate) fn write(
     opts: &ExportOptions,
     ctl: &mut Control<'_>,
 ) -> Result<ExportStats, ExportError> {
-    let mcap_err = |e: ::mcap::McapError| match e {
-        ::mcap::McapError::Io(io) => staged.io(io),
-        other => staged.lib_error(format!("MCAP: {other}")),
+    let mcap_err = |e: McapFileError| match e {
+        McapFileError::Io(io) => staged.io(io),
+        other => staged.lib_error(other),
     };
     let file = BufWriter::with_capacity(1 << 20, staged.file()?);
-    let options = WriteOptions::new()
-        .compression(Some(Compression::Lz4))
-        .chunk_size(Some(4 << 20))
-        .library(concat!("integr8tor ", env!("CARGO_PKG_VERSION")))
-        .profile("");
-    let mut w = options.create(file).map_err(mcap_err)?;
-    let mut channels = Channels {
+    let mut w = McapFile::new(file, "", concat!("integr8tor ", env!("CARGO_PKG_VERSION")))
+        .map_err(mcap_err)?;
+    let spell = Spell {
+        input,
         by_name: HashMap::new(),
+        name: String::new(),
+        stats: ExportStats::default(),
     };
-    let mut stats = ExportStats::default();
-    let mut msg = Vec::with_capacity(1024);
-    let mut small = Vec::with_capacity(128);
-    let mut name = String::new();
-    stats.input_bytes = each_record(input, staged.out(), opts, ctl, |item| {
-        match item {
-            Item::Snapshot {
-                ts_ms,
-                state,
-                offset,
-                ..
-            } => {
-                msg.clear();
-                msg.extend_from_slice(b"{\"ts_ms\":");
-                json::write_int(&mut msg, ts_ms);
-                msg.extend_from_slice(b",\"state\":");
-                json::write_json(state, &mut msg).map_err(|e| ExportError::Record {
-                    path: input.to_owned(),
-                    offset,
-                    reason: format!("snapshot state: {e}"),
-                })?;
-                msg.push(b'}');
-                let (id, seq) = channels
-                    .get(&mut w, SNAPSHOT_CHANNEL, "integr8tor.Snapshot", || {
-                        SNAPSHOT_SCHEMA.to_owned()
-                    })
-                    .map_err(mcap_err)?;
-                put(&mut w, id, seq, ts_ms, &msg).map_err(mcap_err)?;
-                stats.snapshots += 1;
-                stats.messages += 1;
+    // the file's id of each channel, by order of first use
+    let mut ids: Vec<u16> = Vec::new();
+    let mut envelope = Vec::with_capacity(1024);
+    let (input_bytes, spell) = pipelined(
+        input,
+        staged.out(),
+        opts,
+        ctl,
+        spell,
+        |spell, batch: &mut Messages, item| spell.add(batch, item),
+        |batch: &mut Messages| {
+            for c in &batch.channels {
+                let schema_id = w.schema(&c.schema_name, "jsonschema", c.schema.as_bytes());
+                ids.push(w.channel(schema_id, &c.name, "json").map_err(mcap_err)?);
             }
-            Item::Event(e) => {
-                let ts = e.fields.ts_ms;
-                msg.clear();
-                json::write_json(e.data, &mut msg).map_err(|err| ExportError::Record {
-                    path: input.to_owned(),
-                    offset: e.offset,
-                    reason: format!("envelope has no JSON form: {err}"),
-                })?;
-                let known = e.known_topic();
-                let (id, seq) = channels
-                    .get(&mut w, &e.topic, &e.topic, || topic_schema(known))
-                    .map_err(mcap_err)?;
-                put(&mut w, id, seq, ts, &msg).map_err(mcap_err)?;
-                stats.messages += 1;
-                match e.view.as_ref().map(|v| v.body) {
-                    Some(BodyView::Param {
-                        path,
-                        value,
-                        value_mapped,
-                        ..
-                    }) => {
-                        small.clear();
-                        small.extend_from_slice(b"{\"value\":");
-                        json::write_f64(&mut small, value);
-                        small.extend_from_slice(b",\"value_mapped\":");
-                        match value_mapped {
-                            Some(m) => json::write_f64(&mut small, m),
-                            None => small.extend_from_slice(b"null"),
-                        }
-                        small.extend_from_slice(b",\"actor\":");
-                        json::write_str(&mut small, &e.actor());
-                        small.push(b'}');
-                        name.clear();
-                        name.push_str("/param/");
-                        name.push_str(path);
-                        let (id, seq) = channels
-                            .get(&mut w, &name, "integr8tor.ParamValue", || {
-                                PARAM_SCHEMA.to_owned()
-                            })
-                            .map_err(mcap_err)?;
-                        put(&mut w, id, seq, ts, &small).map_err(mcap_err)?;
-                        stats.messages += 1;
-                    }
-                    Some(BodyView::Mod {
-                        path,
-                        value,
-                        source_type,
-                        ..
-                    }) => {
-                        small.clear();
-                        small.extend_from_slice(b"{\"value\":");
-                        json::write_f64(&mut small, value);
-                        small.extend_from_slice(b",\"source_type\":");
-                        match source_type {
-                            Some(s) => json::write_str(&mut small, s),
-                            None => small.extend_from_slice(b"null"),
-                        }
-                        small.push(b'}');
-                        name.clear();
-                        name.push_str("/mod/");
-                        name.push_str(path);
-                        let (id, seq) = channels
-                            .get(&mut w, &name, "integr8tor.ModValue", || {
-                                MOD_SCHEMA.to_owned()
-                            })
-                            .map_err(mcap_err)?;
-                        put(&mut w, id, seq, ts, &small).map_err(mcap_err)?;
-                        stats.messages += 1;
-                    }
-                    _ => {}
+            for m in &batch.messages {
+                let mut data = &batch.bytes[m.start..m.start + m.len];
+                if let Some(offset) = m.envelope_at {
+                    envelope.clear();
+                    json::write_json(data, &mut envelope).map_err(|err| ExportError::Record {
+                        path: input.to_owned(),
+                        offset,
+                        reason: format!("envelope has no JSON form: {err}"),
+                    })?;
+                    data = &envelope;
                 }
-                stats.events += 1;
+                w.message(ids[m.channel], m.sequence, nanos(m.ts_ms), data)
+                    .map_err(mcap_err)?;
             }
-        }
-        Ok(())
-    })?;
-    w.finish().map_err(mcap_err)?;
-    let mut file = w.into_inner();
-    file.flush().map_err(|e| staged.io(e))?;
-    Ok(stats)
-}
-
-fn put<W: Write + std::io::Seek>(
-    w: &mut Writer<W>,
-    channel_id: u16,
-    sequence: u32,
-    ts_ms: i64,
-    data: &[u8],
-) -> Result<(), ::mcap::McapError> {
-    let t = nanos(ts_ms);
-    w.write_to_known_channel(
-        &MessageHeader {
-            channel_id,
-            sequence,
-            log_time: t,
-            publish_time: t,
+            Ok(())
         },
-        data,
-    )
+    )?;
+    let mut file = w.finish().map_err(mcap_err)?;
+    file.flush().map_err(|e| staged.io(e))?;
+    let mut stats = spell.stats;
+    stats.input_bytes = input_bytes;
+    Ok(stats)
 }

@@ -2,9 +2,10 @@
 //! imports of SQLite recordings.
 //!
 //! Every export streams the session file in file (arrival) order with the
-//! session [`Reader`](crate::session::Reader): one record at a time, nothing
-//! kept but the format's own small state, so memory does not grow with the
-//! file. Output goes to a temporary file beside the target and is renamed
+//! session [`Reader`](crate::session::Reader) on a reader thread, which
+//! decodes each record and hands what the format needs to the writing
+//! thread in batches of a few thousand records (a few in flight), so that
+//! both cores work and memory does not grow with the file. Output goes to a temporary file beside the target and is renamed
 //! into place only when it is complete; an error, a truncated or corrupt
 //! input, or a cancel leaves no output at all, and an existing file is only
 //! replaced when the caller asked for it.
@@ -25,6 +26,7 @@ pub mod import;
 pub mod json;
 pub mod jsonl;
 pub mod mcap;
+mod mcap_file;
 mod output;
 mod source;
 pub mod sqlite;

@@ -1,7 +1,8 @@
 //! The session iteration every export shares: the file streamed in file
-//! order, records filtered by time and topic, envelopes decoded in place,
-//! progress and cancel checked every few thousand records, and a truncated
-//! tail turned into an error (an export is all of a file or nothing).
+//! order on a reader thread, records filtered by time and topic, envelopes
+//! decoded in place and handed to the writing thread in batches, progress
+//! and cancel checked every few thousand records, and a truncated tail
+//! turned into an error (an export is all of a file or nothing).
 
 use std::borrow::Cow;
 use std::path::Path;
@@ -135,6 +136,23 @@ impl<'a> Event<'a> {
     }
 }
 
+/// Appends a snapshot's `state` map as a JSON object (path → value); an
+/// error names the record.
+pub(crate) fn snapshot_state_json(
+    input: &Path,
+    offset: u64,
+    state: &[u8],
+    out: &mut Vec<u8>,
+) -> Result<(), ExportError> {
+    json::write_json(state, out)
+        .map(drop)
+        .map_err(|e| ExportError::Record {
+            path: input.to_owned(),
+            offset,
+            reason: format!("snapshot state: {e}"),
+        })
+}
+
 /// Does this record pass the options' time and topic filters?
 fn wanted_ts(opts: &ExportOptions, ts: i64) -> bool {
     opts.from.is_none_or(|f| ts >= f) && opts.to.is_none_or(|t| ts <= t)
@@ -148,15 +166,96 @@ fn wants_snapshots(opts: &ExportOptions) -> bool {
     wanted_topic(opts, b"noise.params")
 }
 
-/// Streams `input`, calling `each` on every record that passes the filters.
-/// Returns the number of input bytes read. `out` names the output in
-/// progress messages and errors.
-pub(crate) fn each_record(
+/// A batch of converted records that a reader thread fills and the writing
+/// thread drains (see [`pipelined`]).
+pub(crate) trait Batch: Default + Send {
+    /// Empties the batch, keeping its buffers for the next use.
+    fn clear(&mut self);
+}
+
+/// Batches on their way from the reader thread to the writer: enough for
+/// the reader to run ahead while the writer is busy, few enough that memory
+/// stays small (a batch holds at most [`PROGRESS_EVERY`] records).
+const BATCHES_IN_FLIGHT: usize = 4;
+
+/// Streams `input` on two threads: a reader thread `fill`s batches with what
+/// the format needs of each record that passes the filters (decoded,
+/// converted, spelled), and the calling thread `drain`s each batch into the
+/// output, so that the decoding and the format's own work overlap.
+/// Progress and cancel are checked on the calling thread after each batch.
+/// `fill` keeps its state in `reading`, which comes back with the input
+/// bytes read.
+pub(crate) fn pipelined<B, T>(
     input: &Path,
     out: &Path,
     opts: &ExportOptions,
     ctl: &mut Control<'_>,
-    mut each: impl FnMut(Item<'_>) -> Result<(), ExportError>,
+    reading: T,
+    mut fill: impl FnMut(&mut T, &mut B, Item<'_>) -> Result<(), ExportError> + Send,
+    mut drain: impl FnMut(&mut B) -> Result<(), ExportError>,
+) -> Result<(u64, T), ExportError>
+where
+    B: Batch,
+    T: Send,
+{
+    let (full_tx, full_rx) = crossbeam_channel::bounded::<(B, Progress)>(BATCHES_IN_FLIGHT);
+    let (empty_tx, empty_rx) = crossbeam_channel::bounded::<B>(BATCHES_IN_FLIGHT + 2);
+    std::thread::scope(|scope| {
+        let reader = std::thread::Builder::new()
+            .name("export-read".into())
+            .spawn_scoped(scope, move || {
+                let mut state = (B::default(), reading);
+                let read = scan(
+                    input,
+                    opts,
+                    &mut state,
+                    |(batch, _), p| {
+                        let next = empty_rx.try_recv().unwrap_or_default();
+                        let full = std::mem::replace(batch, next);
+                        // a closed channel: the writer has stopped and says why
+                        full_tx
+                            .send((full, p))
+                            .map_err(|_| ExportError::Cancelled(out.to_owned()))
+                    },
+                    |(batch, reading), item| fill(reading, batch, item),
+                );
+                (read, state.1)
+            })
+            .map_err(|e| ExportError::Io {
+                path: out.to_owned(),
+                source: e,
+            })?;
+        let mut failed = None;
+        for (mut batch, progress) in full_rx.iter() {
+            if let Err(e) = drain(&mut batch).and_then(|()| ctl.tick(progress, out)) {
+                failed = Some(e);
+                break;
+            }
+            batch.clear();
+            let _ = empty_tx.try_send(batch);
+        }
+        // the reader's next send fails, and it stops
+        drop(full_rx);
+        let (read, reading) = match reader.join() {
+            Ok(r) => r,
+            Err(panic) => std::panic::resume_unwind(panic),
+        };
+        match failed {
+            Some(e) => Err(e),
+            None => read.map(|done| (done, reading)),
+        }
+    })
+}
+
+/// The reader thread's loop under [`pipelined`]: `each` on every record
+/// that passes the filters, `tick` with the progress every
+/// [`PROGRESS_EVERY`] records and at both ends, both given `state`.
+fn scan<S>(
+    input: &Path,
+    opts: &ExportOptions,
+    state: &mut S,
+    mut tick: impl FnMut(&mut S, Progress) -> Result<(), ExportError>,
+    mut each: impl FnMut(&mut S, Item<'_>) -> Result<(), ExportError>,
 ) -> Result<u64, ExportError> {
     let total = std::fs::metadata(input)
         .map_err(|source| ExportError::Io {
@@ -168,13 +267,13 @@ pub(crate) fn each_record(
     let snapshots = wants_snapshots(opts);
     let mut records: u64 = 0;
     let mut since_tick: u64 = 0;
-    ctl.tick(
+    tick(
+        state,
         Progress {
             done: 0,
             total,
             records: 0,
         },
-        out,
     )?;
     loop {
         let position = reader.position();
@@ -224,19 +323,19 @@ pub(crate) fn each_record(
             RecordRef::Unknown => None,
         };
         if let Some(item) = item {
-            each(item)?;
+            each(state, item)?;
             records += 1;
         }
         since_tick += 1;
         if since_tick >= PROGRESS_EVERY {
             since_tick = 0;
-            ctl.tick(
+            tick(
+                state,
                 Progress {
                     done: position,
                     total,
                     records,
                 },
-                out,
             )?;
         }
     }
@@ -249,13 +348,13 @@ pub(crate) fn each_record(
         });
     }
     let done = reader.position();
-    ctl.tick(
+    tick(
+        state,
         Progress {
             done,
             total,
             records,
         },
-        out,
     )?;
     Ok(done)
 }

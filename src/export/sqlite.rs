@@ -28,8 +28,8 @@ use std::path::Path;
 use rusqlite::{params, Connection};
 
 use super::output::Staged;
-use super::source::{each_record, Item};
-use super::{json, Control, ExportError, ExportOptions, ExportStats};
+use super::source::{pipelined, snapshot_state_json, Batch, Item};
+use super::{Control, ExportError, ExportOptions, ExportStats};
 use crate::envelope::BodyView;
 
 /// The `format` value in the `session` table of databases this module writes.
@@ -64,6 +64,184 @@ struct Info {
     session_ids: BTreeSet<String>,
 }
 
+/// Where a string sits in a [`Rows`] batch's text.
+#[derive(Clone, Copy)]
+struct Span(usize, usize);
+
+/// One row for one of the tables, its strings in the batch's text.
+enum Row {
+    Param {
+        ts: i64,
+        path: Span,
+        value: f64,
+        mapped: Option<f64>,
+        actor: Option<Span>,
+        producer: Span,
+        seq: i64,
+    },
+    Mod {
+        ts: i64,
+        bus: i64,
+        value: f64,
+        source_type: Option<Span>,
+        actor: Option<Span>,
+        producer: Span,
+        seq: i64,
+    },
+    Event {
+        ts: i64,
+        event_type: Span,
+        actor: Option<Span>,
+        producer: Span,
+        seq: i64,
+        data: Option<Span>,
+    },
+    Snapshot {
+        ts: i64,
+        state: Span,
+    },
+}
+
+/// Rows decoded on the reader thread, inserted on the writing thread.
+#[derive(Default)]
+struct Rows {
+    text: String,
+    rows: Vec<Row>,
+}
+
+impl Batch for Rows {
+    fn clear(&mut self) {
+        self.text.clear();
+        self.rows.clear();
+    }
+}
+
+impl Rows {
+    fn put(&mut self, s: &str) -> Span {
+        let at = self.text.len();
+        self.text.push_str(s);
+        Span(at, s.len())
+    }
+
+    fn put_bytes(&mut self, b: &[u8]) -> Span {
+        match std::str::from_utf8(b) {
+            Ok(s) => self.put(s),
+            Err(_) => self.put(&String::from_utf8_lossy(b)),
+        }
+    }
+
+    fn get(&self, s: Span) -> &str {
+        &self.text[s.0..s.0 + s.1]
+    }
+
+    fn opt(&self, s: Option<Span>) -> Option<&str> {
+        s.map(|s| self.get(s))
+    }
+}
+
+/// The reader thread's side: records to rows, and the `info` fields.
+struct Decode<'p> {
+    input: &'p Path,
+    info: Info,
+    stats: ExportStats,
+    json: Vec<u8>,
+}
+
+impl Decode<'_> {
+    fn add(&mut self, rows: &mut Rows, item: Item<'_>) -> Result<(), ExportError> {
+        match item {
+            Item::Snapshot {
+                ts_ms,
+                state,
+                offset,
+                ..
+            } => {
+                self.json.clear();
+                snapshot_state_json(self.input, offset, state, &mut self.json)?;
+                let state = rows.put_bytes(&self.json);
+                rows.rows.push(Row::Snapshot { ts: ts_ms, state });
+                self.stats.snapshots += 1;
+                self.info.snapshots += 1;
+            }
+            Item::Event(e) => {
+                let Some(view) = e.view.as_ref() else {
+                    self.stats.skipped += 1;
+                    return Ok(());
+                };
+                let f = &e.fields;
+                let actor = view.actor.map(|a| rows.put_bytes(a));
+                let producer = rows.put(view.producer_id);
+                let seq = f.seq as i64;
+                let ts = f.ts_ms;
+                let row = match view.body {
+                    BodyView::Param {
+                        path,
+                        value,
+                        value_mapped,
+                        ..
+                    } => {
+                        if !self.info.paths.contains(path) {
+                            self.info.paths.insert(path.to_owned());
+                        }
+                        Row::Param {
+                            ts,
+                            path: rows.put(path),
+                            value,
+                            mapped: value_mapped,
+                            actor,
+                            producer,
+                            seq,
+                        }
+                    }
+                    BodyView::Mod {
+                        bus,
+                        value,
+                        source_type,
+                        ..
+                    } => Row::Mod {
+                        ts,
+                        bus,
+                        value,
+                        source_type: source_type.map(|s| rows.put(s)),
+                        actor,
+                        producer,
+                        seq,
+                    },
+                    BodyView::Event { event_type } => {
+                        self.json.clear();
+                        let data = e
+                            .own_fields_json(&mut self.json)
+                            .then(|| rows.put_bytes(&self.json));
+                        Row::Event {
+                            ts,
+                            event_type: rows.put(event_type),
+                            actor,
+                            producer,
+                            seq,
+                            data,
+                        }
+                    }
+                    BodyView::Audio { .. } | BodyView::State { .. } => {
+                        self.stats.skipped += 1;
+                        return Ok(());
+                    }
+                };
+                rows.rows.push(row);
+                self.stats.events += 1;
+                self.info
+                    .note_event(&e.topic, ts, view.producer_id, view.source, view.session_id);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The pragmas for the fresh output file. It is renamed into place only
+/// when complete, so no journal is needed for safety; without one the
+/// inserts go at SQLite's full speed.
+const PRAGMAS: &str = "PRAGMA page_size=65536; PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF; \
+     PRAGMA locking_mode=EXCLUSIVE; PRAGMA temp_store=MEMORY; PRAGMA cache_size=-65536;";
+
 pub(crate) fn write(
     input: &Path,
     staged: &Staged,
@@ -72,18 +250,16 @@ pub(crate) fn write(
 ) -> Result<ExportStats, ExportError> {
     let db_err = |e: rusqlite::Error| staged.lib_error(format!("SQLite: {e}"));
     let conn = Connection::open(staged.tmp_path()).map_err(db_err)?;
-    // The file is renamed into place only when complete, so no journal is
-    // needed for safety; without one the inserts go at SQLite's full speed.
-    conn.execute_batch(
-        "PRAGMA page_size=65536; PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF; \
-         PRAGMA locking_mode=EXCLUSIVE; PRAGMA temp_store=MEMORY; PRAGMA cache_size=-65536;",
-    )
-    .map_err(db_err)?;
+    conn.execute_batch(PRAGMAS).map_err(db_err)?;
     conn.execute_batch("BEGIN").map_err(db_err)?;
     conn.execute_batch(SCHEMA).map_err(db_err)?;
-    let mut stats = ExportStats::default();
-    let mut info = Info::default();
-    {
+    let decode = Decode {
+        input,
+        info: Info::default(),
+        stats: ExportStats::default(),
+        json: Vec::with_capacity(256),
+    };
+    let (input_bytes, decode) = {
         let mut ins_param = conn
             .prepare("INSERT INTO params VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)")
             .map_err(db_err)?;
@@ -96,117 +272,104 @@ pub(crate) fn write(
         let mut ins_snap = conn
             .prepare("INSERT INTO snapshots VALUES (?1, ?2)")
             .map_err(db_err)?;
-        let mut data = Vec::with_capacity(256);
-        stats.input_bytes = each_record(input, staged.out(), opts, ctl, |item| {
-            match item {
-                Item::Snapshot {
-                    ts_ms,
-                    state,
-                    offset,
-                    ..
-                } => {
-                    data.clear();
-                    json::write_json(state, &mut data).map_err(|e| ExportError::Record {
-                        path: input.to_owned(),
-                        offset,
-                        reason: format!("snapshot state: {e}"),
-                    })?;
-                    let text = std::str::from_utf8(&data).unwrap_or("{}");
-                    ins_snap.execute(params![ts_ms, text]).map_err(db_err)?;
-                    stats.snapshots += 1;
-                    info.snapshots += 1;
-                }
-                Item::Event(e) => {
-                    let Some(view) = e.view.as_ref() else {
-                        stats.skipped += 1;
-                        return Ok(());
-                    };
-                    let f = &e.fields;
-                    let actor = view.actor.map(String::from_utf8_lossy);
-                    match view.body {
-                        BodyView::Param {
+        let (bytes, decode) = pipelined(
+            input,
+            staged.out(),
+            opts,
+            ctl,
+            decode,
+            |decode, rows: &mut Rows, item| decode.add(rows, item),
+            |rows: &mut Rows| {
+                // each value bound in place: no parameter slice, no copy
+                // but SQLite's own
+                for row in &rows.rows {
+                    match *row {
+                        Row::Param {
+                            ts,
                             path,
                             value,
-                            value_mapped,
-                            ..
+                            mapped,
+                            actor,
+                            producer,
+                            seq,
                         } => {
-                            ins_param
-                                .execute(params![
-                                    f.ts_ms,
-                                    path,
-                                    value,
-                                    value_mapped,
-                                    actor,
-                                    view.producer_id,
-                                    f.seq as i64
-                                ])
+                            let st = &mut ins_param;
+                            st.raw_bind_parameter(1, ts).map_err(db_err)?;
+                            st.raw_bind_parameter(2, rows.get(path)).map_err(db_err)?;
+                            st.raw_bind_parameter(3, value).map_err(db_err)?;
+                            st.raw_bind_parameter(4, mapped).map_err(db_err)?;
+                            st.raw_bind_parameter(5, rows.opt(actor)).map_err(db_err)?;
+                            st.raw_bind_parameter(6, rows.get(producer))
                                 .map_err(db_err)?;
-                            if !info.paths.contains(path) {
-                                info.paths.insert(path.to_owned());
-                            }
+                            st.raw_bind_parameter(7, seq).map_err(db_err)?;
+                            st.raw_execute().map_err(db_err)?;
                         }
-                        BodyView::Mod {
+                        Row::Mod {
+                            ts,
                             bus,
                             value,
                             source_type,
-                            ..
+                            actor,
+                            producer,
+                            seq,
                         } => {
-                            // the bulk of a session: bound one by one,
-                            // without building a parameter slice
                             let st = &mut ins_mod;
-                            st.raw_bind_parameter(1, f.ts_ms).map_err(db_err)?;
+                            st.raw_bind_parameter(1, ts).map_err(db_err)?;
                             st.raw_bind_parameter(2, bus).map_err(db_err)?;
                             st.raw_bind_parameter(3, value).map_err(db_err)?;
-                            st.raw_bind_parameter(4, source_type).map_err(db_err)?;
-                            st.raw_bind_parameter(5, &actor).map_err(db_err)?;
-                            st.raw_bind_parameter(6, view.producer_id).map_err(db_err)?;
-                            st.raw_bind_parameter(7, f.seq as i64).map_err(db_err)?;
+                            st.raw_bind_parameter(4, rows.opt(source_type))
+                                .map_err(db_err)?;
+                            st.raw_bind_parameter(5, rows.opt(actor)).map_err(db_err)?;
+                            st.raw_bind_parameter(6, rows.get(producer))
+                                .map_err(db_err)?;
+                            st.raw_bind_parameter(7, seq).map_err(db_err)?;
                             st.raw_execute().map_err(db_err)?;
                         }
-                        BodyView::Event { event_type } => {
-                            data.clear();
-                            let has = e.own_fields_json(&mut data);
-                            let text = has.then(|| std::str::from_utf8(&data).unwrap_or("{}"));
-                            ins_event
-                                .execute(params![
-                                    f.ts_ms,
-                                    event_type,
-                                    actor,
-                                    view.producer_id,
-                                    f.seq as i64,
-                                    text
-                                ])
+                        Row::Event {
+                            ts,
+                            event_type,
+                            actor,
+                            producer,
+                            seq,
+                            data,
+                        } => {
+                            let st = &mut ins_event;
+                            st.raw_bind_parameter(1, ts).map_err(db_err)?;
+                            st.raw_bind_parameter(2, rows.get(event_type))
                                 .map_err(db_err)?;
+                            st.raw_bind_parameter(3, rows.opt(actor)).map_err(db_err)?;
+                            st.raw_bind_parameter(4, rows.get(producer))
+                                .map_err(db_err)?;
+                            st.raw_bind_parameter(5, seq).map_err(db_err)?;
+                            st.raw_bind_parameter(6, rows.opt(data)).map_err(db_err)?;
+                            st.raw_execute().map_err(db_err)?;
                         }
-                        BodyView::Audio { .. } | BodyView::State { .. } => {
-                            stats.skipped += 1;
-                            return Ok(());
+                        Row::Snapshot { ts, state } => {
+                            let st = &mut ins_snap;
+                            st.raw_bind_parameter(1, ts).map_err(db_err)?;
+                            st.raw_bind_parameter(2, rows.get(state)).map_err(db_err)?;
+                            st.raw_execute().map_err(db_err)?;
                         }
                     }
-                    stats.events += 1;
-                    info.note_event(
-                        &e.topic,
-                        f.ts_ms,
-                        view.producer_id,
-                        view.source,
-                        view.session_id,
-                    );
                 }
-            }
-            Ok(())
-        })?;
-    }
+                Ok(())
+            },
+        )?;
+        (bytes, decode)
+    };
     conn.execute_batch(INDEXES).map_err(db_err)?;
     {
         let mut ins = conn
             .prepare("INSERT INTO session VALUES (?1, ?2)")
             .map_err(db_err)?;
-        for (k, v) in info.rows(input, stats.input_bytes, opts) {
+        for (k, v) in decode.info.rows(input, input_bytes, opts) {
             ins.execute(params![k, v.to_string()]).map_err(db_err)?;
         }
     }
     conn.execute_batch("COMMIT").map_err(db_err)?;
     conn.close().map_err(|(_, e)| db_err(e))?;
+    let mut stats = decode.stats;
+    stats.input_bytes = input_bytes;
     stats.messages = stats.events + stats.snapshots;
     Ok(stats)
 }

@@ -101,7 +101,7 @@ def read_mcap(path, instants):
     from mcap.reader import make_reader
 
     with open(path, "rb") as f:
-        reader = make_reader(f)
+        reader = make_reader(f, validate_crcs=True)
         summary = reader.get_summary()
         assert summary is not None, "no summary section"
         schemas = {s.id: s for s in summary.schemas.values()}
