@@ -450,7 +450,7 @@ impl IntegratorApp {
 
             egui::Panel::top("transport")
                 .frame(
-                    egui::Frame::side_top_panel(ui.style())
+                    unfilled(egui::Frame::side_top_panel(ui.style()))
                         .inner_margin(egui::Margin::symmetric(10, 8)),
                 )
                 .show(ui, |ui| {
@@ -491,7 +491,7 @@ impl IntegratorApp {
         }
         egui::Panel::bottom("status")
             .frame(
-                egui::Frame::side_top_panel(ui.style())
+                unfilled(egui::Frame::side_top_panel(ui.style()))
                     .inner_margin(egui::Margin::symmetric(10, 4)),
             )
             .show(ui, |ui| status::status_ui(ui, &self.model, now));
@@ -501,6 +501,7 @@ impl IntegratorApp {
         let side_shown = self.ui.side_shown.unwrap_or(!narrow);
         if side_shown {
             egui::Panel::left("live")
+                .frame(unfilled(egui::Frame::side_top_panel(ui.style())))
                 .resizable(true)
                 .default_size(if narrow { 280.0 } else { 380.0 })
                 .size_range(240.0..=700.0)
@@ -508,56 +509,58 @@ impl IntegratorApp {
                     live::live_ui(ui, &self.model, &mut self.ui, &mut self.pending, now);
                 });
         }
-        egui::CentralPanel::default().show(ui, |ui| {
-            ui.horizontal_wrapped(|ui| {
-                let (icon, hover) = if side_shown {
-                    ("◀", "Hide the Live panel")
-                } else {
-                    ("▶", "Show the Live panel")
-                };
-                if ui
-                    .button(icon)
-                    .on_hover_text(hover)
-                    .accessible_name("Live panel")
-                    .clicked()
-                {
-                    self.ui.side_shown = Some(!side_shown);
-                }
-                for (tab, name) in [
-                    (Tab::Timeline, "Timeline"),
-                    (Tab::Mods, "Mod buses"),
-                    (Tab::Sessions, "Sessions"),
-                    (Tab::Settings, "Settings"),
-                ] {
-                    ui.selectable_value(
-                        &mut self.ui.tab,
-                        tab,
-                        egui::RichText::new(name).size(15.0),
-                    );
+        egui::CentralPanel::default()
+            .frame(unfilled(egui::Frame::central_panel(ui.style())))
+            .show(ui, |ui| {
+                ui.horizontal_wrapped(|ui| {
+                    let (icon, hover) = if side_shown {
+                        ("◀", "Hide the Live panel")
+                    } else {
+                        ("▶", "Show the Live panel")
+                    };
+                    if ui
+                        .button(icon)
+                        .on_hover_text(hover)
+                        .accessible_name("Live panel")
+                        .clicked()
+                    {
+                        self.ui.side_shown = Some(!side_shown);
+                    }
+                    for (tab, name) in [
+                        (Tab::Timeline, "Timeline"),
+                        (Tab::Mods, "Mod buses"),
+                        (Tab::Sessions, "Sessions"),
+                        (Tab::Settings, "Settings"),
+                    ] {
+                        ui.selectable_value(
+                            &mut self.ui.tab,
+                            tab,
+                            egui::RichText::new(name).size(15.0),
+                        );
+                    }
+                });
+                ui.separator();
+                match self.ui.tab {
+                    Tab::Timeline | Tab::Mods => self.time_views_ui(ui, playhead, &mut view_cmds),
+                    Tab::Sessions => browser::browser_ui(
+                        ui,
+                        &self.model,
+                        &mut self.ui,
+                        &mut self.settings,
+                        &self.outbox,
+                        &mut self.pending,
+                    ),
+                    Tab::Settings => settings::settings_ui(
+                        ui,
+                        &mut self.ui.settings_draft,
+                        &mut self.settings,
+                        &self.model.bus,
+                        &self.model.bridges,
+                        &self.outbox,
+                        &mut self.pending,
+                    ),
                 }
             });
-            ui.separator();
-            match self.ui.tab {
-                Tab::Timeline | Tab::Mods => self.time_views_ui(ui, playhead, &mut view_cmds),
-                Tab::Sessions => browser::browser_ui(
-                    ui,
-                    &self.model,
-                    &mut self.ui,
-                    &mut self.settings,
-                    &self.outbox,
-                    &mut self.pending,
-                ),
-                Tab::Settings => settings::settings_ui(
-                    ui,
-                    &mut self.ui.settings_draft,
-                    &mut self.settings,
-                    &self.model.bus,
-                    &self.model.bridges,
-                    &self.outbox,
-                    &mut self.pending,
-                ),
-            }
-        });
         // the budget may have changed in Settings
         if self.model.history.budget() != self.settings.history_bytes() {
             self.model.history.set_budget(self.settings.history_bytes());
@@ -730,7 +733,19 @@ impl Drop for IntegratorApp {
     }
 }
 
+/// A panel's frame without its fill: the window is cleared to the panel
+/// colour before each frame ([`eframe::App::clear_color`]), so filling the
+/// panels again only repaints every pixel of the window once more (work a
+/// software renderer does for each of them, every frame).
+fn unfilled(frame: egui::Frame) -> egui::Frame {
+    frame.fill(egui::Color32::TRANSPARENT)
+}
+
 impl eframe::App for IntegratorApp {
+    fn clear_color(&self, visuals: &egui::Visuals) -> [f32; 4] {
+        visuals.panel_fill.to_normalized_gamma_f32()
+    }
+
     fn ui(&mut self, ui: &mut egui::Ui, _frame: &mut eframe::Frame) {
         IntegratorApp::ui(self, ui);
     }
