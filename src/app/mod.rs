@@ -72,10 +72,13 @@ pub enum AppError {
     Window(String),
 }
 
-/// Worker messages wake the window at most this often: ~30 frames a second
-/// keeps meters and plots fluid without a software renderer (no GPU) eating a
-/// whole core.
-const LIVE_FRAME: Duration = Duration::from_millis(33);
+/// Worker messages wake the window at most once per this many microseconds
+/// (the Live redraw rate of the settings), shared with the waker.
+pub type LiveFrame = std::sync::Arc<std::sync::atomic::AtomicU64>;
+
+fn live_frame(cell: &LiveFrame) -> Duration {
+    Duration::from_micros(cell.load(std::sync::atomic::Ordering::Relaxed))
+}
 
 /// Below this width the Live panel starts folded.
 const NARROW: f32 = 900.0;
@@ -108,9 +111,15 @@ pub fn run(launch: Launch) -> Result<(), AppError> {
                 .and_then(|s| eframe::get_value(s, SETTINGS_KEY))
                 .unwrap_or_default();
             let ctx = cc.egui_ctx.clone();
+            let frame: LiveFrame = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(
+                saved.live_frame().as_micros() as u64,
+            ));
+            let cell = std::sync::Arc::clone(&frame);
             let waker: workers::Waker =
-                std::sync::Arc::new(move || ctx.request_repaint_after(LIVE_FRAME));
-            Ok(Box::new(IntegratorApp::start(saved, launch, waker)))
+                std::sync::Arc::new(move || ctx.request_repaint_after(live_frame(&cell)));
+            let mut app = IntegratorApp::start(saved, launch, waker);
+            app.live_frame = frame;
+            Ok(Box::new(app))
         }),
     )
     .map_err(|e| AppError::Window(e.to_string()))
@@ -196,6 +205,8 @@ pub struct IntegratorApp {
     started: Instant,
     pending: Vec<Command>,
     closing: bool,
+    /// The Live redraw rate in force (the waker reads it too).
+    live_frame: LiveFrame,
 }
 
 impl std::fmt::Debug for IntegratorApp {
@@ -269,10 +280,13 @@ impl IntegratorApp {
                 m.history.set_budget(settings.history_bytes());
                 m
             },
-            settings,
             started: Instant::now(),
             pending: Vec::new(),
             closing: false,
+            live_frame: std::sync::Arc::new(std::sync::atomic::AtomicU64::new(
+                settings.live_frame().as_micros() as u64,
+            )),
+            settings,
         }
     }
 
@@ -561,10 +575,14 @@ impl IntegratorApp {
                     ),
                 }
             });
-        // the budget may have changed in Settings
+        // the budget and redraw rate may have changed in Settings
         if self.model.history.budget() != self.settings.history_bytes() {
             self.model.history.set_budget(self.settings.history_bytes());
         }
+        self.live_frame.store(
+            self.settings.live_frame().as_micros() as u64,
+            std::sync::atomic::Ordering::Relaxed,
+        );
 
         let mut changed = self.apply_view(view_cmds);
         if showing_session && self.model.playback.state == workers::PlayState::Playing {
@@ -704,7 +722,7 @@ impl IntegratorApp {
             .values()
             .any(|p| now - p.changed_at < model::FLASH_S);
         if flashing || matches!(self.model.load, model::LoadView::Loading { .. }) {
-            return Some(LIVE_FRAME);
+            return Some(self.settings.live_frame());
         }
         if self.model.recorder.is_active()
             || self
