@@ -8,7 +8,8 @@
 //! The session is `target/bench-data/big.msgpack` (written on first use by
 //! `tests/data/make_golden.py --seconds 3600`, which needs Python
 //! `msgpack`); `INTEGR8TOR_BENCH_FILE=PATH` uses another file.
-//! `BENCH_FRAMES=N` sets the frames per case (default 300).
+//! `BENCH_FRAMES=N` sets the frames per case (default 300). Each case also
+//! prints what its frame costs a software renderer (see [`coverage`]).
 //!
 //! Each case is timed twice: with the view still (buckets come from the
 //! cache, as when paused) and with the view moving every frame (buckets
@@ -66,6 +67,59 @@ struct Frames {
     ctx: egui::Context,
     inbox: crossbeam_channel::Sender<WorkerMsg>,
     time: f64,
+    /// What the last frame would give the renderer.
+    last: Vec<egui::ClippedPrimitive>,
+}
+
+/// What a frame costs a renderer: its triangles, and the 4x4 pixel blocks
+/// their bounding boxes touch (each clipped to its clip rectangle), as a
+/// multiple of the window's blocks. Mesa's llvmpipe (the renderer without a
+/// GPU) shades whole 4x4 blocks per triangle, so a thin triangle costs far
+/// more than its pixels: the blocks are its work per frame. With
+/// `BENCH_PRIMS=1` the primitives touching the most blocks are listed.
+fn coverage(prims: &[egui::ClippedPrimitive]) -> (usize, f64) {
+    let mut triangles = 0;
+    let mut blocks = 0usize;
+    let mut per: Vec<(usize, usize, egui::Rect)> = Vec::new();
+    for p in prims {
+        let egui::epaint::Primitive::Mesh(mesh) = &p.primitive else {
+            continue;
+        };
+        let before = blocks;
+        let clip = p.clip_rect;
+        let at = |i: u32| {
+            let v = mesh.vertices[i as usize].pos;
+            (
+                f64::from(v.x.clamp(clip.min.x, clip.max.x)),
+                f64::from(v.y.clamp(clip.min.y, clip.max.y)),
+            )
+        };
+        for t in mesh.indices.chunks_exact(3) {
+            triangles += 1;
+            let (a, b, c) = (at(t[0]), at(t[1]), at(t[2]));
+            let area2 = ((b.0 - a.0) * (c.1 - a.1) - (c.0 - a.0) * (b.1 - a.1)).abs();
+            if area2.is_nan() || area2 <= 0.0 {
+                continue; // empty after clipping, or not finite
+            }
+            let span = |lo: f64, hi: f64| ((hi / 4.0).ceil() - (lo / 4.0).floor()).max(1.0);
+            blocks += (span(a.0.min(b.0).min(c.0), a.0.max(b.0).max(c.0))
+                * span(a.1.min(b.1).min(c.1), a.1.max(b.1).max(c.1)))
+                as usize;
+        }
+        per.push((blocks - before, mesh.indices.len() / 3, clip));
+    }
+    if std::env::var_os("BENCH_PRIMS").is_some() {
+        per.sort_by_key(|p| std::cmp::Reverse(p.0));
+        for (b, t, clip) in per.iter().take(12) {
+            println!("    {b:>7} blocks, {t:>6} triangles, clip {clip:?}");
+        }
+    }
+    (triangles, blocks as f64 * 16.0 / f64::from(W * H))
+}
+
+fn report_coverage(name: &str, f: &Frames) {
+    let (triangles, blocks) = coverage(&f.last);
+    println!("  {name}: {triangles} triangles touching {blocks:.2}x the window's 4x4 blocks");
 }
 
 impl Frames {
@@ -85,6 +139,7 @@ impl Frames {
             ctx: egui::Context::default(),
             inbox,
             time: 0.0,
+            last: Vec::new(),
         }
     }
 
@@ -106,7 +161,9 @@ impl Frames {
         let out = self.ctx.run_ui(input, |ui| app.ui(ui));
         let prims = self.ctx.tessellate(out.shapes, out.pixels_per_point);
         std::hint::black_box(prims.len());
-        start.elapsed()
+        let took = start.elapsed();
+        self.last = prims;
+        took
     }
 }
 
@@ -157,6 +214,7 @@ fn session_cases(f: &mut Frames, loaded: &LoadedSession) {
         }
         let still: Vec<Duration> = (0..n).map(|_| f.frame()).collect();
         report(&format!("session, {name}, still"), still);
+        report_coverage(name, f);
         let step = span.unwrap_or(last - first) / 200;
         let moving: Vec<Duration> = (0..n)
             .map(|i| {
@@ -259,6 +317,7 @@ fn live_case() {
         .collect();
     let h = &f.app.model().history;
     report("live, demo at full rate, following", times);
+    report_coverage("live", &f);
     println!(
         "  live history: {} events, {:.1} MB counted, {:.1} MB held",
         h.events(),

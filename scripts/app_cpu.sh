@@ -21,6 +21,8 @@
 # SAMPLE seconds between RSS samples (default 5), RSS_LOG a file to which
 # each sample is written as "seconds rss_kib", HISTORY_MB the live history
 # budget (`--history-mb`; the smallest, 4, fills within minutes of demo).
+# THREADS=1 also prints each thread's share (from /proc/PID/task/*/stat),
+# summed by thread name, largest first.
 set -euo pipefail
 
 case_name=${1:?usage: scripts/app_cpu.sh paused|demo|live [SECONDS]}
@@ -79,10 +81,21 @@ app=$!
 pids+=("$app")
 
 cpu_ticks() { awk '{ sub(/.*\) /, ""); print $12 + $13 }' "/proc/$app/stat"; }
+# "tid name ticks" per thread (names may hold spaces: joined with _)
+thread_ticks() {
+    for f in /proc/"$app"/task/*/stat; do
+        awk -v f="$f" '{
+            line = $0; name = line; sub(/^[^(]*\(/, "", name); sub(/\) [^)]*$/, "", name)
+            gsub(/ /, "_", name); sub(/.*\) /, "", line); split(line, a, " ")
+            n = split(f, p, "/"); print p[n - 1], name, a[12] + a[13]
+        }' "$f" 2>/dev/null || true
+    done
+}
 rss_kb() { awk '/^VmRSS:/ { print $2 }' "/proc/$app/status"; }
 
 sleep "$warmup"
 kill -0 "$app" 2>/dev/null || { echo "the app exited:"; cat "$scratch/app.log"; exit 2; }
+[ -n "${THREADS:-}" ] && thread_ticks >"$scratch/threads0"
 t0=$(cpu_ticks); r0=$(rss_kb); start=$(date +%s.%N)
 rmin=$r0; rmax=$r0
 elapsed=0
@@ -97,6 +110,7 @@ while [ "$elapsed" -lt "$seconds" ]; do
     [ "$r" -gt "$rmax" ] && rmax=$r
 done
 t1=$(cpu_ticks); r1=$(rss_kb); end=$(date +%s.%N)
+[ -n "${THREADS:-}" ] && thread_ticks >"$scratch/threads1"
 awk -v c="$case_name" -v t0="$t0" -v t1="$t1" -v hz="$tick" -v s="$start" -v e="$end" \
     -v r0="$r0" -v r1="$r1" -v rmin="$rmin" -v rmax="$rmax" 'BEGIN {
     wall = e - s
@@ -104,3 +118,13 @@ awk -v c="$case_name" -v t0="$t0" -v t1="$t1" -v hz="$tick" -v s="$start" -v e="
         c, 100 * (t1 - t0) / hz / wall, wall, r0 / 1024, r1 / 1024, rmin / 1024, rmax / 1024,
         100 * (r1 - r0) / r0
 }'
+if [ -n "${THREADS:-}" ]; then
+    # threads that ended or started within the window count what they did in it
+    awk -v hz="$tick" -v s="$start" -v e="$end" '
+        NR == FNR { before[$1] = $3; next }
+        { d[$2] += $3 - before[$1]; n[$2]++ }
+        END {
+            wall = e - s
+            for (k in d) if (d[k] > 0) printf "%6.1f %% %s (%d)\n", 100 * d[k] / hz / wall, k, n[k]
+        }' "$scratch/threads0" "$scratch/threads1" | sort -gr | sed 's/^/  /'
+fi

@@ -1082,3 +1082,48 @@ fn a_touch_from_the_app_goes_out_as_user_with_a_version_4_uuid_session() {
     assert_eq!(id.get_version_num(), 4, "{id}");
     drop(control);
 }
+
+/// When the next frame is asked for after the last one (`None`: never).
+fn next_repaint(f: &Fake) -> Option<Duration> {
+    let out = &f.harness.output().viewport_output;
+    out.get(&egui::ViewportId::ROOT)
+        .map(|v| v.repaint_delay)
+        .filter(|d| *d != Duration::MAX)
+}
+
+#[test]
+fn paused_and_quiet_the_window_asks_for_no_frame_and_live_data_at_the_live_rate() {
+    let mut f = fake_at_60fps();
+    f.load_fixture();
+    f.send(WorkerMsg::Playback(PlayerStatus {
+        state: PlayState::Paused,
+        position_ms: 1000,
+        speed: 1.0,
+        ..PlayerStatus::default()
+    }));
+    // let hover tooltips and first-frame layout settle, then nothing arrives
+    f.harness.run_steps(30);
+    for _ in 0..5 {
+        f.harness.step();
+        assert_eq!(
+            next_repaint(&f),
+            None,
+            "a paused, quiet window draws nothing"
+        );
+    }
+    // a live value: it flashes, so frames follow at the Live redraw rate
+    f.send(WorkerMsg::Live(vec![workers::LiveMsg::Param {
+        path: "gen.1.cutoff".into(),
+        value: 0.2,
+        value_mapped: None,
+        actor: "user".into(),
+        producer: "python.gui".into(),
+        ts_ms: 1,
+    }]));
+    let live = test_settings().live_frame();
+    assert_eq!(next_repaint(&f), Some(live));
+    assert!(
+        live >= Duration::from_secs(1) / 30,
+        "at most 30 frames a second"
+    );
+}

@@ -250,3 +250,42 @@ fn the_demo_stamps_a_version_4_uuid_session_id() {
     assert!(is_v4_uuid(&id), "{id}");
     assert!(got.iter().all(|m| m.envelope().session_id == id));
 }
+
+/// Dropping a replay on a bus (as the app does when it loads another
+/// session, reconnects or closes) ends its threads; it used to wait for
+/// ever, as the player waited for a sender that the live-pinning thread held.
+#[test]
+fn dropping_a_replay_on_a_bus_returns() {
+    let session = Arc::new(Session::open(&common::fixture("small-60s.msgpack")).unwrap());
+    let broker = EmbeddedBroker::start(None).unwrap();
+    let conn = Connection::to_embedded(&broker);
+    let (done_tx, done) = crossbeam_channel::bounded(1);
+    let worker = std::thread::spawn(move || {
+        for play in [false, true] {
+            let replay = ReplayService::start(
+                Some(&conn),
+                Arc::clone(&session),
+                ReplayConfig::default(),
+                clock(),
+            )
+            .unwrap();
+            if play {
+                replay.send(PlayerCommand::Play);
+            }
+            // the first status report: the player thread is running
+            let _ = replay.events().recv_timeout(Duration::from_secs(10));
+            drop(replay);
+            done_tx.send(play).unwrap();
+        }
+    });
+    for play in [false, true] {
+        // a bound so a regression fails instead of hanging the suite
+        assert_eq!(
+            done.recv_timeout(Duration::from_secs(60)),
+            Ok(play),
+            "dropping a {} replay did not return",
+            if play { "playing" } else { "stopped" }
+        );
+    }
+    worker.join().unwrap();
+}

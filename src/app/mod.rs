@@ -72,10 +72,13 @@ pub enum AppError {
     Window(String),
 }
 
-/// Worker messages wake the window at most this often: ~30 frames a second
-/// keeps meters and plots fluid without a software renderer (no GPU) eating a
-/// whole core.
-const LIVE_FRAME: Duration = Duration::from_millis(33);
+/// Worker messages wake the window at most once per this many microseconds
+/// (the Live redraw rate of the settings), shared with the waker.
+pub type LiveFrame = std::sync::Arc<std::sync::atomic::AtomicU64>;
+
+fn live_frame(cell: &LiveFrame) -> Duration {
+    Duration::from_micros(cell.load(std::sync::atomic::Ordering::Relaxed))
+}
 
 /// Below this width the Live panel starts folded.
 const NARROW: f32 = 900.0;
@@ -108,9 +111,15 @@ pub fn run(launch: Launch) -> Result<(), AppError> {
                 .and_then(|s| eframe::get_value(s, SETTINGS_KEY))
                 .unwrap_or_default();
             let ctx = cc.egui_ctx.clone();
+            let frame: LiveFrame = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(
+                saved.live_frame().as_micros() as u64,
+            ));
+            let cell = std::sync::Arc::clone(&frame);
             let waker: workers::Waker =
-                std::sync::Arc::new(move || ctx.request_repaint_after(LIVE_FRAME));
-            Ok(Box::new(IntegratorApp::start(saved, launch, waker)))
+                std::sync::Arc::new(move || ctx.request_repaint_after(live_frame(&cell)));
+            let mut app = IntegratorApp::start(saved, launch, waker);
+            app.live_frame = frame;
+            Ok(Box::new(app))
         }),
     )
     .map_err(|e| AppError::Window(e.to_string()))
@@ -196,6 +205,8 @@ pub struct IntegratorApp {
     started: Instant,
     pending: Vec<Command>,
     closing: bool,
+    /// The Live redraw rate in force (the waker reads it too).
+    live_frame: LiveFrame,
 }
 
 impl std::fmt::Debug for IntegratorApp {
@@ -269,10 +280,13 @@ impl IntegratorApp {
                 m.history.set_budget(settings.history_bytes());
                 m
             },
-            settings,
             started: Instant::now(),
             pending: Vec::new(),
             closing: false,
+            live_frame: std::sync::Arc::new(std::sync::atomic::AtomicU64::new(
+                settings.live_frame().as_micros() as u64,
+            )),
+            settings,
         }
     }
 
@@ -450,7 +464,7 @@ impl IntegratorApp {
 
             egui::Panel::top("transport")
                 .frame(
-                    egui::Frame::side_top_panel(ui.style())
+                    unfilled(egui::Frame::side_top_panel(ui.style()))
                         .inner_margin(egui::Margin::symmetric(10, 8)),
                 )
                 .show(ui, |ui| {
@@ -491,7 +505,7 @@ impl IntegratorApp {
         }
         egui::Panel::bottom("status")
             .frame(
-                egui::Frame::side_top_panel(ui.style())
+                unfilled(egui::Frame::side_top_panel(ui.style()))
                     .inner_margin(egui::Margin::symmetric(10, 4)),
             )
             .show(ui, |ui| status::status_ui(ui, &self.model, now));
@@ -501,6 +515,7 @@ impl IntegratorApp {
         let side_shown = self.ui.side_shown.unwrap_or(!narrow);
         if side_shown {
             egui::Panel::left("live")
+                .frame(unfilled(egui::Frame::side_top_panel(ui.style())))
                 .resizable(true)
                 .default_size(if narrow { 280.0 } else { 380.0 })
                 .size_range(240.0..=700.0)
@@ -508,60 +523,66 @@ impl IntegratorApp {
                     live::live_ui(ui, &self.model, &mut self.ui, &mut self.pending, now);
                 });
         }
-        egui::CentralPanel::default().show(ui, |ui| {
-            ui.horizontal_wrapped(|ui| {
-                let (icon, hover) = if side_shown {
-                    ("◀", "Hide the Live panel")
-                } else {
-                    ("▶", "Show the Live panel")
-                };
-                if ui
-                    .button(icon)
-                    .on_hover_text(hover)
-                    .accessible_name("Live panel")
-                    .clicked()
-                {
-                    self.ui.side_shown = Some(!side_shown);
-                }
-                for (tab, name) in [
-                    (Tab::Timeline, "Timeline"),
-                    (Tab::Mods, "Mod buses"),
-                    (Tab::Sessions, "Sessions"),
-                    (Tab::Settings, "Settings"),
-                ] {
-                    ui.selectable_value(
-                        &mut self.ui.tab,
-                        tab,
-                        egui::RichText::new(name).size(15.0),
-                    );
+        egui::CentralPanel::default()
+            .frame(unfilled(egui::Frame::central_panel(ui.style())))
+            .show(ui, |ui| {
+                ui.horizontal_wrapped(|ui| {
+                    let (icon, hover) = if side_shown {
+                        ("◀", "Hide the Live panel")
+                    } else {
+                        ("▶", "Show the Live panel")
+                    };
+                    if ui
+                        .button(icon)
+                        .on_hover_text(hover)
+                        .accessible_name("Live panel")
+                        .clicked()
+                    {
+                        self.ui.side_shown = Some(!side_shown);
+                    }
+                    for (tab, name) in [
+                        (Tab::Timeline, "Timeline"),
+                        (Tab::Mods, "Mod buses"),
+                        (Tab::Sessions, "Sessions"),
+                        (Tab::Settings, "Settings"),
+                    ] {
+                        ui.selectable_value(
+                            &mut self.ui.tab,
+                            tab,
+                            egui::RichText::new(name).size(15.0),
+                        );
+                    }
+                });
+                ui.separator();
+                match self.ui.tab {
+                    Tab::Timeline | Tab::Mods => self.time_views_ui(ui, playhead, &mut view_cmds),
+                    Tab::Sessions => browser::browser_ui(
+                        ui,
+                        &self.model,
+                        &mut self.ui,
+                        &mut self.settings,
+                        &self.outbox,
+                        &mut self.pending,
+                    ),
+                    Tab::Settings => settings::settings_ui(
+                        ui,
+                        &mut self.ui.settings_draft,
+                        &mut self.settings,
+                        &self.model.bus,
+                        &self.model.bridges,
+                        &self.outbox,
+                        &mut self.pending,
+                    ),
                 }
             });
-            ui.separator();
-            match self.ui.tab {
-                Tab::Timeline | Tab::Mods => self.time_views_ui(ui, playhead, &mut view_cmds),
-                Tab::Sessions => browser::browser_ui(
-                    ui,
-                    &self.model,
-                    &mut self.ui,
-                    &mut self.settings,
-                    &self.outbox,
-                    &mut self.pending,
-                ),
-                Tab::Settings => settings::settings_ui(
-                    ui,
-                    &mut self.ui.settings_draft,
-                    &mut self.settings,
-                    &self.model.bus,
-                    &self.model.bridges,
-                    &self.outbox,
-                    &mut self.pending,
-                ),
-            }
-        });
-        // the budget may have changed in Settings
+        // the budget and redraw rate may have changed in Settings
         if self.model.history.budget() != self.settings.history_bytes() {
             self.model.history.set_budget(self.settings.history_bytes());
         }
+        self.live_frame.store(
+            self.settings.live_frame().as_micros() as u64,
+            std::sync::atomic::Ordering::Relaxed,
+        );
 
         let mut changed = self.apply_view(view_cmds);
         if showing_session && self.model.playback.state == workers::PlayState::Playing {
@@ -701,7 +722,7 @@ impl IntegratorApp {
             .values()
             .any(|p| now - p.changed_at < model::FLASH_S);
         if flashing || matches!(self.model.load, model::LoadView::Loading { .. }) {
-            return Some(LIVE_FRAME);
+            return Some(self.settings.live_frame());
         }
         if self.model.recorder.is_active()
             || self
@@ -730,7 +751,19 @@ impl Drop for IntegratorApp {
     }
 }
 
+/// A panel's frame without its fill: the window is cleared to the panel
+/// colour before each frame ([`eframe::App::clear_color`]), so filling the
+/// panels again only repaints every pixel of the window once more (work a
+/// software renderer does for each of them, every frame).
+fn unfilled(frame: egui::Frame) -> egui::Frame {
+    frame.fill(egui::Color32::TRANSPARENT)
+}
+
 impl eframe::App for IntegratorApp {
+    fn clear_color(&self, visuals: &egui::Visuals) -> [f32; 4] {
+        visuals.panel_fill.to_normalized_gamma_f32()
+    }
+
     fn ui(&mut self, ui: &mut egui::Ui, _frame: &mut eframe::Frame) {
         IntegratorApp::ui(self, ui);
     }

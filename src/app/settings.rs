@@ -14,6 +14,14 @@ use crate::kafka::StartFrom;
 pub const MIN_HISTORY_MB: u32 = 4;
 /// See [`MIN_HISTORY_MB`].
 pub const MAX_HISTORY_MB: u32 = 4096;
+/// Live redraw rates offered, in frames a second. Each frame of the whole
+/// window costs a software renderer (no GPU) about as much as building it:
+/// at 15 a second the live view is fluid and leaves the synth its CPU.
+pub const MIN_LIVE_FPS: u32 = 5;
+/// The most: what the eye needs for meters.
+pub const MAX_LIVE_FPS: u32 = 30;
+/// The default.
+pub const DEFAULT_LIVE_FPS: u32 = 15;
 
 /// Most recent files remembered.
 pub const RECENT_FILES: usize = 10;
@@ -40,6 +48,9 @@ pub struct Settings {
     pub recent_files: Vec<PathBuf>,
     /// Memory for the live history (values, mod buses, events), in MB.
     pub history_mb: u32,
+    /// How often live data may redraw the window, in frames a second
+    /// (playback and scrubbing draw at the display rate whatever this is).
+    pub live_fps: u32,
     /// OSC and WebSocket bridges.
     pub bridges: super::bridges::BridgeSettings,
 }
@@ -56,6 +67,7 @@ impl Default for Settings {
             snapshot_interval_ms: crate::session::SNAPSHOT_INTERVAL_MS,
             recent_files: Vec::new(),
             history_mb: crate::app::history::DEFAULT_BUDGET_MB,
+            live_fps: DEFAULT_LIVE_FPS,
             bridges: super::bridges::BridgeSettings::default(),
         }
     }
@@ -98,6 +110,12 @@ impl Settings {
             sessions_dir: self.sessions_dir.clone(),
             snapshot_interval_ms: self.snapshot_interval_ms.max(100),
         }
+    }
+
+    /// The shortest time between two frames that live data asks for.
+    pub fn live_frame(&self) -> std::time::Duration {
+        let fps = self.live_fps.clamp(MIN_LIVE_FPS, MAX_LIVE_FPS);
+        std::time::Duration::from_micros(1_000_000 / u64::from(fps))
     }
 
     /// The live history's budget in bytes.
@@ -250,6 +268,18 @@ fn settings_body(
             )
             .on_hover_text(
                 "Memory kept for live values, mod buses and events; the oldest go first",
+            );
+            ui.end_row();
+
+            ui.label("Live redraw rate");
+            ui.add(
+                egui::DragValue::new(&mut draft.live_fps)
+                    .range(MIN_LIVE_FPS..=MAX_LIVE_FPS)
+                    .speed(1)
+                    .suffix(" frames/s"),
+            )
+            .on_hover_text(
+                "How often live data may redraw the window; fewer frames leave more CPU to the synth",
             );
             ui.end_row();
 

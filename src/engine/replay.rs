@@ -71,8 +71,11 @@ pub fn new_session_id() -> String {
 /// A playing (or ready) session. Dropping it stops the player, the
 /// subscriber and the publisher (which waits briefly for queued messages).
 pub struct ReplayService {
-    player: Player,
+    /// Declared (so dropped) before the player: it holds a sender of the
+    /// player's commands, and the player thread ends only when every sender
+    /// is gone (dropping the player first waited for ever).
     follower: Option<LiveFollower>,
+    player: Player,
     publisher: Option<Arc<Publisher>>,
     session_id: String,
 }
@@ -150,8 +153,8 @@ impl ReplayService {
             None => None,
         };
         Ok(ReplayService {
-            player,
             follower,
+            player,
             publisher,
             session_id,
         })

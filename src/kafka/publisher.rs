@@ -4,8 +4,16 @@
 //! touch controls) and costs a rate-limit lookup, one MessagePack encode into a
 //! reused buffer and one non-blocking enqueue into librdkafka. When the local
 //! queue is full the message is dropped and counted; it never waits for the
-//! broker. Delivery reports come back on librdkafka's polling thread, where
-//! they are counted and failures are logged and sent as [`PublisherEvent`]s.
+//! broker. Delivery reports come back on the publisher's polling thread,
+//! where they are counted and failures are logged and sent as
+//! [`PublisherEvent`]s.
+//!
+//! The polling thread rests while nothing is in flight: it waits for the
+//! next publish (which wakes it) or [`IDLE_POLL`], so an idle publisher
+//! costs a few wake-ups a second. (rdkafka's own `ThreadedProducer` polls
+//! every 100 ms and spins through the last millisecond of each poll, as
+//! librdkafka's wait ends up to a millisecond before rdkafka's deadline:
+//! about 0.7 % of a core per idle producer.)
 //!
 //! `seq` is strictly increasing per (session_id, producer_id): the publisher
 //! holds both, and [`Publisher::set_session`] starts a new session at seq 1.
@@ -13,8 +21,9 @@
 //! order on the bus follows it (librdkafka's idempotent producer keeps order
 //! per partition through retries).
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::JoinHandle;
 use std::time::Duration;
 
 use crossbeam_channel::{Receiver, Sender};
@@ -22,7 +31,7 @@ use hashbrown::HashMap;
 use rdkafka::client::ClientContext;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::Message;
-use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
+use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
 use rdkafka::util::Timeout;
 
 use super::config::Connection;
@@ -279,7 +288,63 @@ struct Counters {
     broker_errors: AtomicU64,
 }
 
-/// librdkafka callbacks, run on its polling thread.
+/// How long one poll waits while messages are in flight (delivery reports
+/// are handled as they come; a stop is noticed within this).
+const BUSY_POLL: Duration = Duration::from_millis(100);
+/// How long the polling thread rests with nothing in flight before it looks
+/// for broker errors again (a publish wakes it at once).
+pub const IDLE_POLL: Duration = Duration::from_millis(250);
+
+/// The thread that serves the producer's delivery reports and errors.
+struct Poller {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Poller {
+    fn start(producer: Arc<BaseProducer<PublisherContext>>) -> std::io::Result<Poller> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = Arc::clone(&stop);
+        let thread = std::thread::Builder::new()
+            .name("publisher-poll".to_owned())
+            .spawn(move || {
+                while !flag.load(Ordering::Acquire) {
+                    // in flight counts queued reports and callbacks too
+                    if producer.in_flight_count() > 0 {
+                        producer.poll(BUSY_POLL);
+                    } else {
+                        producer.poll(Duration::ZERO);
+                        std::thread::park_timeout(IDLE_POLL);
+                    }
+                }
+            })?;
+        Ok(Poller {
+            stop,
+            thread: Some(thread),
+        })
+    }
+
+    /// Wakes the thread when it rests (a message went out).
+    fn wake(&self) {
+        if let Some(t) = &self.thread {
+            t.thread().unpark();
+        }
+    }
+}
+
+impl Drop for Poller {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Release);
+        if let Some(t) = self.thread.take() {
+            t.thread().unpark();
+            if t.join().is_err() {
+                log::warn!("publisher: the polling thread panicked");
+            }
+        }
+    }
+}
+
+/// librdkafka callbacks, run on the polling thread.
 struct PublisherContext {
     counters: Arc<Counters>,
     events: Sender<PublisherEvent>,
@@ -352,7 +417,9 @@ struct State {
 /// An idempotent, rate-limited, never-blocking Kafka producer of envelopes.
 /// Shared by reference between threads (`&self` methods, internally locked).
 pub struct Publisher {
-    producer: ThreadedProducer<PublisherContext>,
+    /// Declared first so it is joined before the producer's last handle goes.
+    poller: Poller,
+    producer: Arc<BaseProducer<PublisherContext>>,
     state: Mutex<State>,
     counters: Arc<Counters>,
     events: Receiver<PublisherEvent>,
@@ -384,11 +451,17 @@ impl Publisher {
             counters: Arc::clone(&counters),
             events: tx,
         };
-        let producer: ThreadedProducer<PublisherContext> = connection
+        let producer: BaseProducer<PublisherContext> = connection
             .client_config(&config.librdkafka_defaults())
             .create_with_context(context)
             .map_err(|e| BusError::client("creating the producer", connection.brokers(), e))?;
+        let producer = Arc::new(producer);
+        let poller = Poller::start(Arc::clone(&producer)).map_err(|error| BusError::Io {
+            context: "starting the publisher's polling thread".to_owned(),
+            error,
+        })?;
         Ok(Publisher {
+            poller,
             producer,
             state: Mutex::new(State {
                 session_id: config.session_id,
@@ -561,6 +634,7 @@ impl Publisher {
             Ok(()) => {
                 state.next_seq += 1;
                 self.counters.queued.fetch_add(1, Ordering::Relaxed);
+                self.poller.wake();
                 PublishOutcome::Queued { seq }
             }
             Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {

@@ -2,7 +2,7 @@
 //! column's min..max brighter where events are denser, a value scale, the
 //! lane colours (never one of the actor legend's), and the hover readout.
 
-use egui::{Color32, FontId, Mesh, Painter, Pos2, Rect, RichText};
+use egui::{Color32, ColorImage, FontId, Painter, Pos2, Rect, RichText};
 
 use super::axis::{self, Labels};
 use super::lod::{self, Bucket, Series};
@@ -76,41 +76,41 @@ pub fn lane_color(group: &str) -> Color32 {
     LANE_PALETTE[(h as usize) % LANE_PALETTE.len()]
 }
 
-/// Draws the lane in `rect` (one column per pixel from its left).
-pub fn draw_lane(painter: &Painter, rect: Rect, lane: &LaneDraw, color: Color32) {
-    let inner_top = rect.top() + 2.0;
-    let inner_h = rect.height() - 4.0;
+/// `src` over `dst`, both premultiplied.
+fn over(src: Color32, dst: Color32) -> Color32 {
+    let k = 255 - u16::from(src.a());
+    let mix = |s: u8, d: u8| s.saturating_add(((u16::from(d) * k + 127) / 255) as u8);
+    Color32::from_rgba_premultiplied(
+        mix(src.r(), dst.r()),
+        mix(src.g(), dst.g()),
+        mix(src.b(), dst.b()),
+        mix(src.a(), dst.a()),
+    )
+}
+
+/// The lane as an image one texel per column and `h` texels high: the held
+/// value as a line with a faint fill under it, and each column's min..max,
+/// brighter where events are denser.
+/// Shown as one textured rectangle, a lane costs a renderer its pixels: as
+/// thousands of one-pixel-wide rectangles, a software renderer (no GPU)
+/// shades every 4x4 block each of them touches.
+pub fn rasterize(lane: &LaneDraw, h: usize, color: Color32) -> ColorImage {
+    let w = lane.buckets.len().max(1);
+    let h = h.max(1);
+    let mut pixels = vec![Color32::TRANSPARENT; w * h];
+    let inner_top = 2.0f32;
+    let inner_h = (h as f32 - 4.0).max(1.0);
     let (lo, hi) = lane.scale;
     let span = (hi - lo).max(f32::EPSILON);
     let y_of = |v: f32| inner_top + inner_h * (1.0 - ((v - lo) / span).clamp(0.0, 1.0));
-    let mut mesh = Mesh::default();
-    // the held value: runs of equal value are one rect
-    let mut held = lane.before;
-    let mut run_start = 0usize;
-    let flush = |mesh: &mut Mesh, from: usize, to: usize, v: f32| {
-        if v.is_finite() && to > from {
-            let x0 = rect.left() + from as f32;
-            let x1 = rect.left() + to as f32;
-            let y = y_of(v);
-            mesh.add_colored_rect(
-                Rect::from_min_max(Pos2::new(x0, y), Pos2::new(x1, inner_top + inner_h)),
-                color.gamma_multiply(0.14),
-            );
-            mesh.add_colored_rect(
-                Rect::from_min_max(Pos2::new(x0, y - 0.75), Pos2::new(x1, y + 0.75)),
-                color.gamma_multiply(0.7),
-            );
-        }
+    // rows whose centres fall in [y0, y1)
+    let rows = |y0: f32, y1: f32| {
+        let a = (y0 - 0.5).ceil().max(0.0) as usize;
+        let b = ((y1 - 0.5).ceil().max(0.0) as usize).min(h);
+        a..b.max(a)
     };
-    for (c, b) in lane.buckets.iter().enumerate() {
-        if b.last.is_finite() && b.last != held {
-            flush(&mut mesh, run_start, c, held);
-            held = b.last;
-            run_start = c;
-        }
-    }
-    flush(&mut mesh, run_start, lane.buckets.len(), held);
-    // the events: each column's min..max, brighter where denser
+    let fill = color.gamma_multiply(0.14);
+    let line = color.gamma_multiply(0.7);
     let maxc = lane
         .buckets
         .iter()
@@ -118,26 +118,35 @@ pub fn draw_lane(painter: &Painter, rect: Rect, lane: &LaneDraw, color: Color32)
         .max()
         .unwrap_or(1)
         .max(1) as f32;
+    let mut held = lane.before;
+    let mut paint = |c: usize, r: std::ops::Range<usize>, col: Color32| {
+        for y in r {
+            let p = &mut pixels[y * w + c];
+            *p = over(col, *p);
+        }
+    };
     for (c, b) in lane.buckets.iter().enumerate() {
+        // the value held over this column: its last event's, or the one before
+        if b.last.is_finite() {
+            held = b.last;
+        }
+        if held.is_finite() {
+            let y = y_of(held);
+            paint(c, rows(y, inner_top + inner_h), fill);
+            paint(c, rows(y - 0.75, y + 0.75), line);
+        }
         if b.count == 0 {
             continue;
         }
-        let x = rect.left() + c as f32;
         let density = 0.55 + 0.45 * ((b.count as f32).ln_1p() / maxc.ln_1p());
-        let r = if b.min.is_finite() {
-            Rect::from_min_max(
-                Pos2::new(x - 0.5, y_of(b.max) - 1.5),
-                Pos2::new(x + 1.5, y_of(b.min) + 1.5),
-            )
+        let r = if b.min.is_finite() && b.max.is_finite() {
+            rows(y_of(b.max) - 1.5, y_of(b.min) + 1.5)
         } else {
-            Rect::from_min_max(
-                Pos2::new(x, inner_top),
-                Pos2::new(x + 1.0, inner_top + inner_h),
-            )
+            rows(inner_top, inner_top + inner_h)
         };
-        mesh.add_colored_rect(r, color.gamma_multiply(density));
+        paint(c, r, color.gamma_multiply(density));
     }
-    painter.add(mesh);
+    ColorImage::new([w, h], pixels)
 }
 
 /// The value scale beside a lane: top and bottom values when the row is tall enough.
@@ -274,5 +283,55 @@ mod tests {
         assert_eq!(scale_of(&s), (0.0, 1.0));
         let s = lod::SliceSeries::new(&ts, &[-1.0, 0.5, 3.0]);
         assert_eq!(scale_of(&s), (-1.0, 3.0));
+    }
+
+    #[test]
+    fn a_lane_image_shows_the_held_value_and_each_columns_events() {
+        let ev = |v: f32| Bucket {
+            count: 1,
+            min: v,
+            max: v,
+            last: v,
+        };
+        // 5 columns: held 0.5 from before, an event at 1.0 in column 2
+        let lane = LaneDraw {
+            path: "gen.1.cutoff".to_owned(),
+            before: 0.5,
+            buckets: vec![
+                Bucket::EMPTY,
+                Bucket::EMPTY,
+                ev(1.0),
+                Bucket::EMPTY,
+                Bucket::EMPTY,
+            ],
+            scale: (0.0, 1.0),
+        };
+        let h = 24;
+        let img = rasterize(&lane, h, Color32::WHITE);
+        assert_eq!(img.size, [5, h]);
+        let alpha = |c: usize, y: usize| img.pixels[y * 5 + c].a();
+        // rows: inner area 2..22, value 0.5 at y = 12, 1.0 at y = 2
+        for c in [0, 1] {
+            assert_eq!(alpha(c, 1), 0, "nothing above the held value");
+            assert!(alpha(c, 12) > 150, "the held value's line");
+            let fill = alpha(c, 18);
+            assert!(fill > 0 && fill < 80, "the faint fill under it: {fill}");
+        }
+        // column 2: the event's bar at the top and the new held value from there on
+        assert!(alpha(2, 2) > 150);
+        for c in [3, 4] {
+            assert!(alpha(c, 2) > 150, "held at 1.0 after the event");
+            assert!(alpha(c, 12) < 80, "no line at the old value");
+        }
+        // an empty lane draws nothing
+        let empty = LaneDraw {
+            before: f32::NAN,
+            buckets: vec![Bucket::EMPTY; 3],
+            ..lane
+        };
+        assert!(rasterize(&empty, h, Color32::WHITE)
+            .pixels
+            .iter()
+            .all(|p| *p == Color32::TRANSPARENT));
     }
 }

@@ -233,6 +233,75 @@ impl LaneCache {
     }
 }
 
+/// The lanes' images (see [`lanes::rasterize`]), made again only when their
+/// buckets, height or colour change.
+#[derive(Default)]
+pub struct LaneTextures {
+    /// Per lane: what it was drawn from (the cache's generation, height,
+    /// colour) and its texture.
+    slots: Vec<Option<(LaneKey, egui::TextureHandle)>>,
+    /// Images made so far (the benches and tests read it).
+    pub made: u64,
+}
+
+type LaneKey = (u64, usize, egui::Color32);
+
+impl std::fmt::Debug for LaneTextures {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LaneTextures")
+            .field("slots", &self.slots.len())
+            .field("made", &self.made)
+            .finish()
+    }
+}
+
+impl LaneTextures {
+    /// The texture of lane `i` drawn `h` texels high, made if its key changed.
+    pub fn get(
+        &mut self,
+        ctx: &egui::Context,
+        i: usize,
+        generation: u64,
+        lane: &LaneDraw,
+        h: usize,
+        color: egui::Color32,
+    ) -> egui::TextureId {
+        if self.slots.len() <= i {
+            self.slots.resize_with(i + 1, || None);
+        }
+        let key = (generation, h, color);
+        let slot = &mut self.slots[i];
+        if let Some((k, tex)) = slot {
+            if *k == key {
+                return tex.id();
+            }
+        }
+        self.made += 1;
+        let image = lanes::rasterize(lane, h, color);
+        let options = egui::TextureOptions::NEAREST;
+        match slot {
+            Some((k, tex)) => {
+                tex.set(image, options);
+                *k = key;
+                tex.id()
+            }
+            None => {
+                let tex = ctx.load_texture(format!("timeline-lane-{i}"), image, options);
+                let id = tex.id();
+                *slot = Some((key, tex));
+                id
+            }
+        }
+    }
+}
+
+impl LaneCache {
+    /// The lanes last computed.
+    pub fn drawn(&self) -> &[LaneDraw] {
+        &self.lanes
+    }
+}
+
 /// The timeline's own state: collapsed groups, caches, the hover readout.
 #[derive(Debug, Default)]
 pub struct TimelineState {
@@ -240,6 +309,8 @@ pub struct TimelineState {
     pub collapsed: BTreeSet<String>,
     /// Buckets of the lanes in view.
     pub cache: LaneCache,
+    /// Their images.
+    pub textures: LaneTextures,
     /// The event under the pointer, read once per event.
     pub hover: Option<Readout>,
     /// The lane's value at the pointer (with the readout).
@@ -332,7 +403,10 @@ pub fn timeline_ui(
     let fixed =
         RULER_H + BAND_H + if has_notes { NOTES_H } else { 0.0 } + GROUP_H * n_groups as f32;
     let avail = ui.available_size();
-    let row_h = ((avail.y - fixed - 4.0) / n_lanes as f32).clamp(16.0, 30.0);
+    // whole points, so each lane's image falls on whole pixels
+    let row_h = ((avail.y - fixed - 4.0) / n_lanes as f32)
+        .clamp(16.0, 30.0)
+        .floor();
 
     // ruler and marker band (outside the scrolled lanes)
     let (head, head_resp) = ui.allocate_exact_size(
@@ -350,7 +424,7 @@ pub fn timeline_ui(
         Pos2::new(head.right(), head.top() + RULER_H),
     );
     let band = Rect::from_min_max(Pos2::new(head_lanes.left(), ruler.bottom()), head.max);
-    painter.rect_filled(ruler, 0.0, visuals.extreme_bg_color);
+    fill(&painter, ruler, visuals.extreme_bg_color);
     let labels = match source {
         Source::Session(s) => axis::Labels::SinceStart(s.range.0),
         Source::Live(..) => axis::Labels::TimeOfDay,
@@ -397,7 +471,9 @@ pub fn timeline_ui(
     });
 
     // the lanes
-    let lanes = state.cache.lanes(&source, &lane_paths, t0, t1, width);
+    let _ = state.cache.lanes(&source, &lane_paths, t0, t1, width);
+    let generation = state.cache.computed;
+    let lanes = state.cache.drawn();
     let total_h: f32 = rows
         .iter()
         .map(|r| match r {
@@ -458,7 +534,7 @@ pub fn timeline_ui(
                         markers::draw_notes(&painter, &marks, lane_row);
                     }
                     Row::Group(g, n) => {
-                        painter.rect_filled(rect, 0.0, visuals.faint_bg_color);
+                        fill(&painter, rect, visuals.faint_bg_color);
                         let open = !state.collapsed.contains(g);
                         let text = format!("{} {g}  ({n})", if open { "⏷" } else { "⏵" });
                         let label_rect = Rect::from_min_size(rect.min, Vec2::new(LABEL_W - 4.0, h));
@@ -481,11 +557,7 @@ pub fn timeline_ui(
                     Row::Lane(path) => {
                         let lane = this_lane.expect("a lane row has its lane");
                         if lane_i % 2 == 0 {
-                            painter.rect_filled(
-                                rect,
-                                0.0,
-                                visuals.faint_bg_color.gamma_multiply(0.6),
-                            );
+                            fill(&painter, rect, visuals.faint_bg_color.gamma_multiply(0.6));
                         }
                         let pinned = input
                             .pins
@@ -531,12 +603,23 @@ pub fn timeline_ui(
                         );
                         let lane_rect =
                             Rect::from_min_max(Pos2::new(lanes_rect.left(), rect.top()), rect.max);
-                        lanes::draw_lane(
-                            &painter,
-                            lane_rect,
+                        // one textured rectangle (see lanes::rasterize)
+                        let texels = (lane_rect.height() * ui.ctx().pixels_per_point())
+                            .round()
+                            .max(1.0) as usize;
+                        let tex = state.textures.get(
+                            ui.ctx(),
+                            lane_i - 1,
+                            generation,
                             lane,
+                            texels,
                             lanes::lane_color(&group_of(path)),
                         );
+                        let uv = Rect::from_min_max(Pos2::ZERO, Pos2::new(1.0, 1.0));
+                        let w = lane.buckets.len() as f32;
+                        let image_rect =
+                            Rect::from_min_size(lane_rect.min, Vec2::new(w, lane_rect.height()));
+                        painter.image(tex, image_rect, uv, egui::Color32::WHITE);
                         if let Some(p) = resp.hover_pos() {
                             if rect.contains(p) && p.x >= lanes_rect.left() {
                                 hover_pick =
@@ -547,21 +630,28 @@ pub fn timeline_ui(
                 }
             }
             // preset loads across the lanes, loop, playhead
+            // one mesh of unfeathered 1-pixel rectangles: a feathered line is
+            // three strips of thin triangles the height of the lanes
+            let mut lines = egui::Mesh::default();
             for &(x, m) in &marks {
                 if let markers::MarkerKind::Preset(_) = m.kind {
-                    painter.line_segment(
-                        [Pos2::new(x, full.top()), Pos2::new(x, full.bottom())],
-                        Stroke::new(1.0, markers::PRESET_COLOR.gamma_multiply(0.55)),
+                    markers::vline(
+                        &mut lines,
+                        x,
+                        full.y_range(),
+                        1.0,
+                        markers::PRESET_COLOR.gamma_multiply(0.55),
                     );
                 }
             }
+            painter.add(lines);
             if let Some((a, b)) = input.loop_range {
                 let r = Rect::from_x_y_ranges(
                     x_of(a).max(lanes_rect.left())..=x_of(b).min(lanes_rect.right()),
                     full.y_range(),
                 );
                 if r.width() > 0.0 {
-                    painter.rect_filled(r, 0.0, PIN.gamma_multiply(0.08));
+                    fill(&painter, r, PIN.gamma_multiply(0.08));
                 }
             }
             if let Some(pos) = input.playhead.filter(|p| (t0..=t1).contains(p)) {
@@ -625,6 +715,15 @@ pub fn timeline_ui(
 
     // pointer and wheel: pan, zoom, fit (never a seek)
     interact(ui, &resp, &head_resp, lanes_rect, (t0, t1), view_cmds);
+}
+
+/// Fills an axis-aligned rectangle without feathering: two triangles. A
+/// feathered fill adds eight thin triangles along its edges, each as long as
+/// the rectangle, which a software renderer shades block by block.
+pub fn fill(painter: &egui::Painter, rect: Rect, color: egui::Color32) {
+    let mut mesh = egui::Mesh::default();
+    mesh.add_colored_rect(rect, color);
+    painter.add(mesh);
 }
 
 /// Drag pans, Shift+wheel pans, Ctrl+wheel or pinch zooms at the pointer,
@@ -844,6 +943,34 @@ mod tests {
         // the same view of the same load is served from the cache
         let _ = cache.lanes(&Source::Session(&b), &b.param_paths, view.0, view.1, 100);
         assert_eq!(cache.computed, 2);
+    }
+
+    #[test]
+    fn a_lane_image_is_made_again_only_when_its_lane_or_height_changes() {
+        let ctx = egui::Context::default();
+        let s = fixture();
+        let mut cache = LaneCache::default();
+        let mut textures = LaneTextures::default();
+        let (t0, t1) = s.range;
+        let color = egui::Color32::WHITE;
+        let frame = |cache: &mut LaneCache, textures: &mut LaneTextures, t1: i64, h: usize| {
+            let _ = cache.lanes(&Source::Session(&s), &s.param_paths, t0, t1, 300);
+            let generation = cache.computed;
+            for (i, lane) in cache.drawn().iter().enumerate() {
+                let _ = textures.get(&ctx, i, generation, lane, h, color);
+            }
+        };
+        let n = s.param_paths.len() as u64;
+        frame(&mut cache, &mut textures, t1, 20);
+        assert_eq!(textures.made, n);
+        // a still view: nothing is drawn again
+        frame(&mut cache, &mut textures, t1, 20);
+        assert_eq!(textures.made, n);
+        // taller rows, then a moved view: every lane again
+        frame(&mut cache, &mut textures, t1, 24);
+        assert_eq!(textures.made, 2 * n);
+        frame(&mut cache, &mut textures, t1 - 1000, 24);
+        assert_eq!(textures.made, 3 * n);
     }
 
     #[test]

@@ -9,7 +9,7 @@
 //! virtual time), and on release the final instant is sent and playback
 //! resumes if it was playing.
 
-use egui::{accesskit, Align2, FontId, Mesh, Pos2, Rect, Sense, Stroke, Vec2};
+use egui::{accesskit, Align2, Color32, FontId, Pos2, Rect, Sense, Stroke, Vec2};
 
 use super::axis::{t_of, x_of};
 use super::markers::{MarkerKind, PRESET_COLOR};
@@ -45,11 +45,64 @@ pub struct ScrubIn<'a> {
     pub visible: Option<(i64, i64)>,
 }
 
-/// Density of the whole session per 2-pixel column, cached per load and width.
-#[derive(Debug, Default)]
+/// Density of the whole session per 2-pixel column, cached per load and
+/// width, with its image (one textured rectangle: as one rectangle per
+/// column, a software renderer shades every 4x4 block each one touches).
+#[derive(Default)]
 pub struct DensityCache {
     key: Option<(u64, usize)>,
     counts: Vec<u32>,
+    image: Option<((u64, usize, usize, Color32), egui::TextureHandle)>,
+}
+
+impl std::fmt::Debug for DensityCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DensityCache")
+            .field("key", &self.key)
+            .field("columns", &self.counts.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl DensityCache {
+    /// The density as an image `h` texels high, one texel per column.
+    fn texture(
+        &mut self,
+        ctx: &egui::Context,
+        h: usize,
+        color: Color32,
+    ) -> Option<egui::TextureId> {
+        let (id, cols) = self.key?;
+        let key = (id, cols, h, color);
+        if let Some((k, tex)) = &self.image {
+            if *k == key {
+                return Some(tex.id());
+            }
+        }
+        let w = self.counts.len().max(1);
+        let h = h.max(1);
+        let maxc = self.counts.iter().copied().max().unwrap_or(1).max(1) as f32;
+        let mut pixels = vec![Color32::TRANSPARENT; w * h];
+        for (c, &n) in self.counts.iter().enumerate() {
+            if n == 0 {
+                continue;
+            }
+            let bar = ((n as f32 / maxc).sqrt() * h as f32).round() as usize;
+            for y in h - bar.min(h)..h {
+                pixels[y * w + c] = color;
+            }
+        }
+        let image = egui::ColorImage::new([w, h], pixels);
+        let options = egui::TextureOptions::NEAREST;
+        match &mut self.image {
+            Some((k, tex)) => {
+                tex.set(image, options);
+                *k = key;
+            }
+            None => self.image = Some((key, ctx.load_texture("scrub-density", image, options))),
+        }
+        self.image.as_ref().map(|(_, t)| t.id())
+    }
 }
 
 /// The scrub bar; `scrub` holds a drag in progress.
@@ -108,23 +161,17 @@ pub fn scrub_ui(
         );
         density.key = Some((s.id, cols));
     }
-    let maxc = density.counts.iter().copied().max().unwrap_or(1).max(1) as f32;
-    let mut mesh = Mesh::default();
-    for (c, &n) in density.counts.iter().enumerate() {
-        if n == 0 {
-            continue;
-        }
-        let h = (n as f32 / maxc).sqrt() * (rect.height() - 8.0);
-        let x = rect.left() + c as f32 * 2.0;
-        mesh.add_colored_rect(
-            Rect::from_min_max(
-                Pos2::new(x, rect.bottom() - 2.0 - h),
-                Pos2::new(x + 2.0, rect.bottom() - 2.0),
-            ),
-            visuals.text_color().gamma_multiply(0.25),
+    let bars_h = rect.height() - 8.0;
+    let texels = (bars_h * ui.ctx().pixels_per_point()).round().max(1.0) as usize;
+    if let Some(tex) = density.texture(ui.ctx(), texels, visuals.text_color().gamma_multiply(0.25))
+    {
+        let bars = Rect::from_min_size(
+            Pos2::new(rect.left(), rect.bottom() - 2.0 - bars_h),
+            Vec2::new(density.counts.len() as f32 * 2.0, bars_h),
         );
+        let uv = Rect::from_min_max(Pos2::ZERO, Pos2::new(1.0, 1.0));
+        painter.image(tex, bars, uv, Color32::WHITE);
     }
-    painter.add(mesh);
     // snapshot ticks (one per pixel at most)
     let mut last_x = f32::NEG_INFINITY;
     for &t in &s.snapshots {
