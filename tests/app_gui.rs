@@ -287,17 +287,22 @@ fn keyboard_shortcuts_work() {
     );
 }
 
-#[test]
-fn dragging_a_value_is_a_touch() {
-    let mut f = Fake::new();
-    f.send(WorkerMsg::Live(vec![workers::LiveMsg::Param {
+/// A live `gen.1.cutoff` of 0.2 from another program's user.
+fn live_cutoff() -> WorkerMsg {
+    WorkerMsg::Live(vec![workers::LiveMsg::Param {
         path: "gen.1.cutoff".into(),
         value: 0.2,
         value_mapped: None,
         actor: "user".into(),
         producer: "python.gui".into(),
         ts_ms: 1,
-    }]));
+    }])
+}
+
+#[test]
+fn dragging_a_value_is_a_touch() {
+    let mut f = Fake::new();
+    f.send(live_cutoff());
     f.harness
         .get_by_label("gen.1.cutoff")
         .set_value_accesskit(0.75);
@@ -1112,14 +1117,7 @@ fn paused_and_quiet_the_window_asks_for_no_frame_and_live_data_at_the_live_rate(
         );
     }
     // a live value: it flashes, so frames follow at the Live redraw rate
-    f.send(WorkerMsg::Live(vec![workers::LiveMsg::Param {
-        path: "gen.1.cutoff".into(),
-        value: 0.2,
-        value_mapped: None,
-        actor: "user".into(),
-        producer: "python.gui".into(),
-        ts_ms: 1,
-    }]));
+    f.send(live_cutoff());
     let live = test_settings().live_frame();
     assert_eq!(next_repaint(&f), Some(live));
     assert!(
