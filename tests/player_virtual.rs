@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use integr8tor::clock::{Clock, VirtualClock};
 use integr8tor::engine::player::{
-    group_matches, PlayState, PlayerCommand, PlayerConfig, PlayerCore, ReplaySink, Replayed,
+    group_matches, PlayState, Player, PlayerCommand, PlayerConfig, PlayerCore, ReplaySink, Replayed,
 };
 use integr8tor::session::{Session, SessionWriter};
 use integr8tor::{Actor, Envelope};
@@ -158,6 +158,48 @@ fn a_speed_change_mid_play_keeps_the_position() {
     );
     r.cmd(PlayerCommand::SetSpeed(100.0));
     assert_eq!(r.core.status(r.now()).speed, 8.0, "clamped to 8x");
+}
+
+/// A player stopped (the app replaces it when the bus changes) says where it
+/// was, so its successor goes on from there: nobody else keeps a copy.
+#[test]
+fn a_stopped_player_returns_its_final_status() {
+    let r = Rig::new(&base(), PlayerConfig::default());
+    let session = Arc::clone(r.core.session());
+    let clock = VirtualClock::new();
+    let sink = Capture {
+        clock: clock.clone(),
+        sent: Arc::default(),
+    };
+    let player = Player::start(
+        session,
+        Box::new(sink.clone()),
+        Arc::new(clock),
+        PlayerConfig::default(),
+    )
+    .unwrap();
+    player.send(PlayerCommand::SetSpeed(2.0));
+    player.send(PlayerCommand::SetLoop(Some((1100, 1400))));
+    player.send(PlayerCommand::Seek(1300));
+    let last = player.stop().expect("the player's thread ended normally");
+    assert_eq!(last.position_ms, 1300);
+    assert_eq!(last.speed, 2.0);
+    assert_eq!(last.loop_range, Some((1100, 1400)));
+    assert_ne!(last.state, PlayState::Playing);
+    // the loop moved the position to 1100 and the seek to 1300, each
+    // republishing the state there, all before the player stopped
+    let sent = sink.sent.lock().unwrap();
+    let mut at_1300: Vec<(&str, f64)> =
+        sent[2..].iter().map(|(_, p, v)| (p.as_str(), *v)).collect();
+    at_1300.sort_by(|a, b| a.0.cmp(b.0));
+    assert_eq!(
+        at_1300,
+        [
+            ("gen.1.cutoff", 0.3),
+            ("gen.2.drive", 0.9),
+            ("master.volume", 0.8)
+        ]
+    );
 }
 
 #[test]

@@ -289,3 +289,85 @@ fn dropping_a_replay_on_a_bus_returns() {
     }
     worker.join().unwrap();
 }
+
+/// The app's control thread replaces its player when the bus is replaced
+/// (Settings, Apply): the new player goes on where the old one was, from the
+/// old player's own final status.
+#[cfg(feature = "gui")]
+#[test]
+fn the_app_player_resumes_where_it_was_when_the_bus_is_replaced() {
+    use integr8tor::app::control::{Control, ControlConfig};
+    use integr8tor::app::workers::{self, BusSettings, Command, Outbox, WorkerMsg};
+    use integr8tor::engine::PlayState;
+
+    let broker = EmbeddedBroker::start(None).unwrap();
+    let settings = BusSettings {
+        brokers: Some(broker.bootstrap().to_owned()),
+        options: Vec::new(),
+        group_id: group("app-resume"),
+        start: StartFrom::Latest,
+    };
+    let (inbox, msgs) = crossbeam_channel::unbounded();
+    let control = Control::start(
+        Outbox::new(inbox, workers::no_waker()),
+        ControlConfig {
+            pin_ms: 3000,
+            connect: Some(settings.clone()),
+            demo: false,
+        },
+    )
+    .unwrap();
+    // waits for a message matching `want`, returning it
+    let wait = |want: &dyn Fn(&WorkerMsg) -> bool, what: &str| -> WorkerMsg {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Ok(m) = msgs.recv_timeout(Duration::from_millis(100)) {
+                if want(&m) {
+                    return m;
+                }
+            }
+        }
+        panic!("no {what} within 30 s");
+    };
+    wait(&|m| matches!(m, WorkerMsg::Connected { .. }), "connection");
+    let commands = control.sender();
+    commands
+        .send(Command::Open {
+            path: common::fixture("small-60s.msgpack"),
+            recover: false,
+        })
+        .unwrap();
+    let WorkerMsg::Loaded(loaded) = wait(&|m| matches!(m, WorkerMsg::Loaded(_)), "load") else {
+        unreachable!()
+    };
+    let (first, last) = loaded.range;
+    let at = first + (last - first) / 2;
+    let looped = (first + 1000, last - 1000);
+    commands
+        .send(Command::Transport(PlayerCommand::SetSpeed(2.0)))
+        .unwrap();
+    commands
+        .send(Command::Transport(PlayerCommand::SetLoop(Some(looped))))
+        .unwrap();
+    commands
+        .send(Command::Transport(PlayerCommand::Seek(at)))
+        .unwrap();
+    commands
+        .send(Command::Transport(PlayerCommand::Pause))
+        .unwrap();
+    let placed = |m: &WorkerMsg| {
+        matches!(m, WorkerMsg::Playback(s)
+            if s.position_ms == at && s.speed == 2.0 && s.loop_range == Some(looped)
+                && s.state == PlayState::Paused)
+    };
+    wait(&placed, "status at the seek");
+
+    commands.send(Command::Connect(settings)).unwrap();
+    wait(
+        &|m| matches!(m, WorkerMsg::Connected { .. }),
+        "reconnection",
+    );
+    // the new player's reports: where the old one was, same speed and loop
+    wait(&placed, "the new player's status where the old one was");
+    drop(control);
+}

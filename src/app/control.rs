@@ -36,6 +36,9 @@ const TICK: Duration = Duration::from_millis(250);
 /// Repeated warnings of one kind are shown at most this often.
 const NOTICE_EVERY: Duration = Duration::from_secs(5);
 
+/// How long a replaced player's queued messages may take to reach the broker.
+const PLAYER_FLUSH: Duration = Duration::from_secs(2);
+
 /// Handle to the control thread. Dropping it shuts the thread down (joining it).
 pub struct Control {
     commands: Sender<Command>,
@@ -112,9 +115,6 @@ struct Ctl {
     /// The loaded session's replay (on the bus when connected, into nothing otherwise).
     player: Option<ReplayService>,
     session: Option<Arc<Session>>,
-    /// The player's last report, kept only to start a new player where the
-    /// old one was when the bus is replaced.
-    last_status: PlayerStatus,
     loading: Option<Loading>,
     /// What the folder scans have read, so a rescan reads only changed files.
     scan_cache: Arc<std::sync::Mutex<ScanCache>>,
@@ -150,7 +150,6 @@ impl Ctl {
             recorder: None,
             player: None,
             session: None,
-            last_status: PlayerStatus::default(),
             loading: None,
             scan_cache: Arc::default(),
             last_counters: None,
@@ -363,8 +362,9 @@ impl Ctl {
     }
 
     fn connect(&mut self, settings: BusSettings) {
-        // the player's sink holds the old publisher: rebuilt below
-        let had_player = self.player.take().is_some();
+        // the player's sink holds the old publisher: rebuilt below, where
+        // the old one stopped
+        let resume = self.stop_player();
         self.disconnect();
         let external = settings.external_brokers().map(str::to_owned);
         self.send(WorkerMsg::Connecting {
@@ -376,8 +376,8 @@ impl Ctl {
             Ok(r) => r,
             Err(e) => {
                 self.send(WorkerMsg::Link(LinkState::Failed(e.to_string())));
-                if had_player {
-                    self.restart_player();
+                if let Some(at) = resume {
+                    self.start_player(at);
                 }
                 return;
             }
@@ -434,8 +434,8 @@ impl Ctl {
         });
         self.bus = Some(bus);
         self.bridges.reconnect(Some(&connection));
-        if had_player {
-            self.restart_player();
+        if let Some(at) = resume {
+            self.start_player(at);
         }
     }
 
@@ -529,13 +529,13 @@ impl Ctl {
                 self.loading = None;
                 self.player.take();
                 self.session = Some(Arc::clone(&loaded.session));
-                self.last_status = PlayerStatus {
+                let start = PlayerStatus {
                     position_ms: loaded.range.0,
                     speed: 1.0,
                     ..PlayerStatus::default()
                 };
                 self.send(WorkerMsg::Loaded(loaded));
-                self.restart_player();
+                self.start_player(start);
             }
             Err(WorkerMsg::LoadCancelled) => {
                 self.loading = None;
@@ -548,13 +548,26 @@ impl Ctl {
         }
     }
 
-    /// Starts a player for the loaded session on the current bus, at the last position.
-    fn restart_player(&mut self) {
+    /// Stops the player and says where it was (the player's own last
+    /// status: nothing here keeps a copy), so a new one can go on from there.
+    fn stop_player(&mut self) -> Option<PlayerStatus> {
+        let player = self.player.take()?;
+        let status = player.stop(PLAYER_FLUSH).status;
+        // a player whose thread failed starts over from the session's start
+        Some(status.unwrap_or_else(|| PlayerStatus {
+            speed: 1.0,
+            ..PlayerStatus::default()
+        }))
+    }
+
+    /// Starts a player for the loaded session on the current bus, where
+    /// `prev` says (position, speed, loop, and playing or not).
+    fn start_player(&mut self, prev: PlayerStatus) {
+        debug_assert!(self.player.is_none(), "stop the old player first");
         self.player.take();
         let Some(session) = self.session.clone() else {
             return;
         };
-        let prev = self.last_status.clone();
         let defaults = ReplayConfig::default();
         let config = ReplayConfig {
             player: PlayerConfig {
@@ -800,7 +813,6 @@ impl Ctl {
                         self.send(WorkerMsg::Notice(s.realtime.describe()));
                     }
                 }
-                self.last_status = s.clone();
                 self.send(WorkerMsg::Playback(s));
             }
             PlayerEvent::Finished => self.send(WorkerMsg::PlaybackFinished),

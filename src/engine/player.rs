@@ -1105,7 +1105,7 @@ impl PlayerCore {
 pub struct Player {
     commands: Option<Sender<PlayerCommand>>,
     events: Receiver<PlayerEvent>,
-    thread: NamedThread<()>,
+    thread: NamedThread<PlayerStatus>,
 }
 
 impl std::fmt::Debug for Player {
@@ -1170,9 +1170,12 @@ impl Player {
         &self.events
     }
 
-    /// Stops the thread and joins it.
-    pub fn stop(mut self) {
-        self.shutdown();
+    /// Stops the thread, joins it and returns where playback was then
+    /// (`None` if the thread had panicked), so a new player can go on from
+    /// there.
+    pub fn stop(mut self) -> Option<PlayerStatus> {
+        self.commands.take();
+        self.thread.join().ok()
     }
 
     fn shutdown(&mut self) {
@@ -1193,7 +1196,7 @@ fn run(
     commands: Receiver<PlayerCommand>,
     events: Sender<PlayerEvent>,
     status_every: Duration,
-) {
+) -> PlayerStatus {
     let mut next_status = Duration::ZERO;
     let mut report = true;
     loop {
@@ -1205,7 +1208,7 @@ fn run(
                     report = true;
                 }
                 Err(TryRecvError::Empty) => break,
-                Err(TryRecvError::Disconnected) => return,
+                Err(TryRecvError::Disconnected) => return core.status(clock.now()),
             }
         }
         let now = clock.now();
@@ -1230,7 +1233,7 @@ fn run(
                     core.handle(command, clock.now());
                     report = true;
                 }
-                Err(_) => return,
+                Err(_) => return core.status(clock.now()),
             },
             Some(d) => {
                 let left = d.saturating_sub(clock.now());
@@ -1241,7 +1244,7 @@ fn run(
                             report = true;
                         }
                         Err(RecvTimeoutError::Timeout) => clock.sleep_until(d),
-                        Err(RecvTimeoutError::Disconnected) => return,
+                        Err(RecvTimeoutError::Disconnected) => return core.status(clock.now()),
                     }
                 } else {
                     clock.sleep_until(d);

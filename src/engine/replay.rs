@@ -21,8 +21,8 @@ use std::time::Duration;
 use crossbeam_channel::{Receiver, Sender};
 
 use super::player::{
-    NullSink, Player, PlayerCommand, PlayerConfig, PlayerEvent, PublisherSink, ReplaySink,
-    SPEED_RANGE,
+    NullSink, Player, PlayerCommand, PlayerConfig, PlayerEvent, PlayerStatus, PublisherSink,
+    ReplaySink, SPEED_RANGE,
 };
 use super::EngineError;
 use crate::clock::SharedClock;
@@ -93,6 +93,9 @@ impl std::fmt::Debug for ReplayService {
 pub struct ReplaySummary {
     /// The publisher's counters after the final flush (`None` without a bus).
     pub publisher: Option<PublisherStats>,
+    /// Where playback was when the player stopped (`None` if its thread
+    /// had failed): a new player for the same session can go on from here.
+    pub status: Option<PlayerStatus>,
 }
 
 impl ReplaySummary {
@@ -190,14 +193,14 @@ impl ReplayService {
             ..
         } = self;
         drop(follower);
-        player.stop();
+        let status = player.stop();
         let publisher = publisher.map(|p| {
             if let Err(e) = p.flush(flush) {
                 log::warn!("replay: {e}");
             }
             p.stats()
         });
-        ReplaySummary { publisher }
+        ReplaySummary { publisher, status }
     }
 }
 
