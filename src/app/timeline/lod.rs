@@ -221,6 +221,37 @@ pub trait Series {
         lo
     }
 
+    /// The first event at or after `t`, searching from `from` onwards (all
+    /// events before `from` are before `t`): a galloping search, so a walk
+    /// across pixel columns costs the log of each column's events, not of
+    /// the whole series.
+    fn lower_bound_from(&self, from: usize, t: i64) -> usize {
+        let end = self.end();
+        let mut lo = from.max(self.first());
+        if lo >= end || self.ts(lo) >= t {
+            return lo;
+        }
+        // ts(lo) < t: widen the step until an event at or after t is passed
+        let mut step = 1;
+        let mut hi = lo + 1;
+        while hi < end && self.ts(hi) < t {
+            lo = hi;
+            step *= 2;
+            hi = (lo + step).min(end);
+        }
+        // ts(lo) < t, and hi == end or ts(hi) >= t
+        let (mut a, mut b) = (lo + 1, hi);
+        while a < b {
+            let mid = a + (b - a) / 2;
+            if self.ts(mid) < t {
+                a = mid + 1;
+            } else {
+                b = mid;
+            }
+        }
+        a
+    }
+
     /// The value of the last event before `t` (NaN if none).
     fn value_before(&self, t: i64) -> f32 {
         let i = self.lower_bound(t);
@@ -254,7 +285,8 @@ pub fn column_start(t0: i64, t1: i64, width: usize, c: usize) -> i64 {
 }
 
 /// Buckets `width` columns over `[t0, t1)` of a series, from its summary:
-/// two binary searches and a pyramid walk per column.
+/// a galloping search from the previous column's end and a pyramid walk per
+/// column.
 pub fn buckets<S: Series + ?Sized>(s: &S, t0: i64, t1: i64, width: usize) -> Vec<Bucket> {
     let mut out = vec![Bucket::EMPTY; width];
     if width == 0 || t1 <= t0 || s.end() <= s.first() {
@@ -262,12 +294,12 @@ pub fn buckets<S: Series + ?Sized>(s: &S, t0: i64, t1: i64, width: usize) -> Vec
     }
     let mut lo = s.lower_bound(t0);
     for (c, b) in out.iter_mut().enumerate() {
-        let hi = if c + 1 == width {
-            s.lower_bound(t1)
+        let edge = if c + 1 == width {
+            t1
         } else {
-            s.lower_bound(column_start(t0, t1, width, c + 1))
-        }
-        .max(lo);
+            column_start(t0, t1, width, c + 1)
+        };
+        let hi = s.lower_bound_from(lo, edge);
         if hi > lo {
             b.count = (hi - lo) as u32;
             if let Some((min, max)) = s.summary().min_max(lo, hi, |i| s.value(i)) {
@@ -284,7 +316,22 @@ pub fn buckets<S: Series + ?Sized>(s: &S, t0: i64, t1: i64, width: usize) -> Vec
 
 /// Counts per column only (the scrub bar's density), no values.
 pub fn counts<S: Series + ?Sized>(s: &S, t0: i64, t1: i64, width: usize) -> Vec<u32> {
-    counts_by(|t| s.lower_bound(t), t0, t1, width)
+    let mut out = vec![0; width];
+    if width == 0 || t1 <= t0 {
+        return out;
+    }
+    let mut lo = s.lower_bound(t0);
+    for (c, n) in out.iter_mut().enumerate() {
+        let edge = if c + 1 == width {
+            t1
+        } else {
+            column_start(t0, t1, width, c + 1)
+        };
+        let hi = s.lower_bound_from(lo, edge);
+        *n = (hi - lo) as u32;
+        lo = hi;
+    }
+    out
 }
 
 /// Counts per column of any sorted times, given `lower(t)`: the number of
@@ -431,6 +478,30 @@ mod tests {
                 let c = counts(&series, t0, t1, width);
                 assert!(c.iter().zip(&slow).all(|(a, b)| *a == b.count));
             }
+        }
+    }
+
+    #[test]
+    fn the_galloping_search_finds_what_the_binary_search_finds() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(3);
+        let mut t = 0;
+        let ts: Vec<i64> = (0..5_000)
+            .map(|_| {
+                t += [0, 1, 1, 3, 40, 900][rng.gen_range(0..6)];
+                t
+            })
+            .collect();
+        let vs = vec![0.5; ts.len()];
+        let series = SliceSeries::new(&ts, &vs);
+        for _ in 0..5_000 {
+            let at = rng.gen_range(-10..t + 10);
+            let want = series.lower_bound(at);
+            let from = rng.gen_range(0..=want);
+            assert_eq!(
+                series.lower_bound_from(from, at),
+                want,
+                "from {from} to {at}"
+            );
         }
     }
 
