@@ -9,17 +9,13 @@
 use std::hint::black_box;
 use std::time::Instant;
 
-use integr8tor::app::timeline::lod::{buckets, column_start, Series, SliceSeries};
+use integr8tor::app::timeline::lod::{buckets, column_end, Series, SliceSeries};
 
 /// The column edges found by a binary search each (what `buckets` did before).
 fn edges_binary(s: &SliceSeries<'_>, t0: i64, t1: i64, width: usize) -> usize {
     let mut sum = 0;
-    for c in 1..=width {
-        let edge = if c == width {
-            t1
-        } else {
-            column_start(t0, t1, width, c)
-        };
+    for c in 0..width {
+        let edge = column_end(t0, t1, width, c);
         sum += s.lower_bound(edge);
     }
     sum
@@ -29,12 +25,8 @@ fn edges_binary(s: &SliceSeries<'_>, t0: i64, t1: i64, width: usize) -> usize {
 fn edges_galloping(s: &SliceSeries<'_>, t0: i64, t1: i64, width: usize) -> usize {
     let mut sum = 0;
     let mut lo = s.lower_bound(t0);
-    for c in 1..=width {
-        let edge = if c == width {
-            t1
-        } else {
-            column_start(t0, t1, width, c)
-        };
+    for c in 0..width {
+        let edge = column_end(t0, t1, width, c);
         lo = s.lower_bound_from(lo, edge);
         sum += lo;
     }

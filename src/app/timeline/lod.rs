@@ -284,6 +284,16 @@ pub fn column_start(t0: i64, t1: i64, width: usize, c: usize) -> i64 {
     t0 + (span * c as f64 / width as f64).floor() as i64
 }
 
+/// Where pixel column `c` of `width` ends over `[t0, t1)` (the next one's
+/// start; `t1` for the last).
+pub fn column_end(t0: i64, t1: i64, width: usize, c: usize) -> i64 {
+    if c + 1 >= width {
+        t1
+    } else {
+        column_start(t0, t1, width, c + 1)
+    }
+}
+
 /// Buckets `width` columns over `[t0, t1)` of a series, from its summary:
 /// a galloping search from the previous column's end and a pyramid walk per
 /// column.
@@ -294,11 +304,7 @@ pub fn buckets<S: Series + ?Sized>(s: &S, t0: i64, t1: i64, width: usize) -> Vec
     }
     let mut lo = s.lower_bound(t0);
     for (c, b) in out.iter_mut().enumerate() {
-        let edge = if c + 1 == width {
-            t1
-        } else {
-            column_start(t0, t1, width, c + 1)
-        };
+        let edge = column_end(t0, t1, width, c);
         let hi = s.lower_bound_from(lo, edge);
         if hi > lo {
             b.count = (hi - lo) as u32;
@@ -316,39 +322,20 @@ pub fn buckets<S: Series + ?Sized>(s: &S, t0: i64, t1: i64, width: usize) -> Vec
 
 /// Counts per column only (the scrub bar's density), no values.
 pub fn counts<S: Series + ?Sized>(s: &S, t0: i64, t1: i64, width: usize) -> Vec<u32> {
-    let mut out = vec![0; width];
-    if width == 0 || t1 <= t0 {
-        return out;
-    }
-    let mut lo = s.lower_bound(t0);
-    for (c, n) in out.iter_mut().enumerate() {
-        let edge = if c + 1 == width {
-            t1
-        } else {
-            column_start(t0, t1, width, c + 1)
-        };
-        let hi = s.lower_bound_from(lo, edge);
-        *n = (hi - lo) as u32;
-        lo = hi;
-    }
-    out
+    counts_by(|from, t| s.lower_bound_from(from, t), t0, t1, width)
 }
 
-/// Counts per column of any sorted times, given `lower(t)`: the number of
-/// events before `t`.
-pub fn counts_by(lower: impl Fn(i64) -> usize, t0: i64, t1: i64, width: usize) -> Vec<u32> {
+/// Counts per column of any sorted times, given `lower(from, t)`: the
+/// number of events before `t`, knowing that the first `from` are.
+pub fn counts_by(lower: impl Fn(usize, i64) -> usize, t0: i64, t1: i64, width: usize) -> Vec<u32> {
     let mut out = vec![0; width];
     if width == 0 || t1 <= t0 {
         return out;
     }
-    let mut lo = lower(t0);
+    let mut lo = lower(0, t0);
     for (c, n) in out.iter_mut().enumerate() {
-        let edge = if c + 1 == width {
-            t1
-        } else {
-            column_start(t0, t1, width, c + 1)
-        };
-        let hi = lower(edge).max(lo);
+        let edge = column_end(t0, t1, width, c);
+        let hi = lower(lo, edge).max(lo);
         *n = (hi - lo) as u32;
         lo = hi;
     }

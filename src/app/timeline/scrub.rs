@@ -154,7 +154,7 @@ pub fn scrub_ui(
         let params = s.session.param_events();
         let ev = s.session.events();
         density.counts = super::lod::counts_by(
-            |t| params.partition_point(|&i| ev[i as usize].ts_ms < t),
+            |from, t| from + params[from..].partition_point(|&i| ev[i as usize].ts_ms < t),
             t0,
             t1 + 1,
             cols,
